@@ -1,0 +1,1 @@
+"""Ray actor shells: receive, call the core, persist. Fault tolerance lives here."""

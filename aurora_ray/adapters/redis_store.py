@@ -1,0 +1,310 @@
+"""Redis (Valkey) adapter: the read model, tenant settings, clients, checkpoints and health.
+
+Key layout (``{t}`` is a tenant id):
+
+=================================  ==========================================================
+``aurora:tenants``                 hash tenant_id -> tenant JSON
+``aurora:client:{client_id}``      hash: tenant_id, secret_hash, scopes
+``aurora:t:{t}:settings``          hash, the ``tenant_settings`` table: ``default`` and
+                                   ``sku:<sku>`` or ``sku:<sku>@<warehouse>`` thresholds
+``aurora:t:{t}:alerts``            zset, member = alert JSON, score = created_at (ms)
+``aurora:t:{t}:alerts:sku:{sku}``  zset, the same members for one SKU
+``aurora:t:{t}:dedup:{shard}``     hash sku@warehouse -> event time (s) of the last alert
+``aurora:t:{t}:deadletter``        list of topic records that could not be decoded
+``aurora:t:{t}:pred:{sku}``        hash warehouse -> latest prediction JSON
+``aurora:t:{t}:skus``              set of SKUs with predictions
+``aurora:t:{t}:ckpt:{shard}``      hash: state (bytes), offsets (JSON), at, events
+``aurora:t:{t}:shard:{shard}``     hash: shard health (heartbeat, lag, last checkpoint)
+``aurora:t:{t}:counters``          hash of event counters
+=================================  ==========================================================
+
+Alert members start with their ``alert_id`` so that Redis' lexicographic order of equal scores is
+the order of alert ids, which the pagination cursor relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from aurora_ray.domain.alerts import AlertRecord
+
+__all__ = ["AlertPage", "Checkpoint", "RedisStore"]
+
+_ALERT_FETCH_CHUNK = 500
+_ALERT_SCAN_LIMIT = 20_000  # bound on members scanned for one filtered page
+
+
+def _k(tenant_id: str, *parts: str) -> str:
+    return ":".join(("aurora", "t", tenant_id, *parts))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    state: bytes
+    offsets: dict[int, int]  # partition -> next offset to read
+    at: float
+    events: int
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    alerts: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def alert_member(alert: Mapping[str, Any]) -> str:
+    """Serialise an alert with ``alert_id`` first (see the module docstring)."""
+    ordered = {"alert_id": alert["alert_id"], **{k: v for k, v in alert.items() if k != "alert_id"}}
+    return json.dumps(ordered, separators=(",", ":"))
+
+
+class RedisStore:
+    """All Redis access of Aurora. Cheap to construct; connects on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client: redis.Redis | None = None
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.url, socket_timeout=10)
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "_client": None}
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    # -- tenants and clients -------------------------------------------------------------------
+    def put_tenant(self, tenant_id: str, record: Mapping[str, Any]) -> None:
+        self.client.hset("aurora:tenants", tenant_id, json.dumps(dict(record)))
+
+    def tenants(self) -> dict[str, dict[str, Any]]:
+        raw = cast(dict[bytes, bytes], self.client.hgetall("aurora:tenants"))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def tenant(self, tenant_id: str) -> dict[str, Any] | None:
+        raw = cast(bytes | None, self.client.hget("aurora:tenants", tenant_id))
+        return json.loads(raw) if raw else None
+
+    def put_client(
+        self, client_id: str, *, tenant_id: str, secret_hash: str, scopes: Iterable[str]
+    ) -> None:
+        self.client.hset(
+            f"aurora:client:{client_id}",
+            mapping={"tenant_id": tenant_id, "secret_hash": secret_hash, "scopes": " ".join(scopes)},
+        )
+
+    def get_client(self, client_id: str) -> dict[str, str] | None:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(f"aurora:client:{client_id}"))
+        return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+
+    # -- tenant_settings -----------------------------------------------------------------------
+    def thresholds(self, tenant_id: str) -> tuple[float | None, dict[str, float]]:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "settings")))
+        default: float | None = None
+        per_sku: dict[str, float] = {}
+        for field, value in raw.items():
+            name = field.decode()
+            if name == "default":
+                default = float(value)
+            elif name.startswith("sku:"):
+                per_sku[name[4:]] = float(value)
+        return default, per_sku
+
+    def put_thresholds(
+        self,
+        tenant_id: str,
+        *,
+        default: float | None,
+        per_sku: Mapping[str, float | None],
+    ) -> None:
+        """Set the default and per-SKU thresholds; a ``None`` per-SKU value removes the override."""
+        key = _k(tenant_id, "settings")
+        pipe = self.client.pipeline(transaction=True)
+        if default is not None:
+            pipe.hset(key, "default", repr(default))
+        for sku, value in per_sku.items():
+            if value is None:
+                pipe.hdel(key, f"sku:{sku}")
+            else:
+                pipe.hset(key, f"sku:{sku}", repr(value))
+        pipe.execute()
+
+    # -- stream outputs ------------------------------------------------------------------------
+    def write_outputs(
+        self,
+        tenant_id: str,
+        *,
+        shard: int,
+        predictions: Mapping[str, Mapping[str, Any]],
+        alerts: list[AlertRecord],
+        counters: Mapping[str, int] | None = None,
+    ) -> None:
+        """Write a micro-batch's predictions and alerts (with their dedup marks) atomically."""
+        pipe = self.client.pipeline(transaction=True)
+        by_sku: dict[str, dict[str, str]] = {}
+        for key, prediction in predictions.items():
+            sku, warehouse = key.rsplit("@", 1)
+            by_sku.setdefault(sku, {})[warehouse] = json.dumps(prediction, separators=(",", ":"))
+        for sku, mapping in by_sku.items():
+            pipe.hset(_k(tenant_id, "pred", sku), mapping=mapping)
+        if by_sku:
+            pipe.sadd(_k(tenant_id, "skus"), *by_sku)
+        if alerts:
+            dedup: dict[str, str] = {}
+            members: dict[str, float] = {}
+            for alert in alerts:
+                member = alert_member(alert.to_api())
+                score = round(alert.created_s * 1000)
+                members[member] = score
+                pipe.zadd(_k(tenant_id, "alerts", "sku", alert.sku), {member: score})
+                dedup[alert.key] = repr(alert.as_of_s)
+            pipe.zadd(_k(tenant_id, "alerts"), members)
+            pipe.hset(_k(tenant_id, "dedup", str(shard)), mapping=dedup)
+        for name, value in (counters or {}).items():
+            if value:
+                pipe.hincrby(_k(tenant_id, "counters"), name, value)
+        pipe.execute()
+
+    def dedup_marks(self, tenant_id: str, shard: int) -> dict[str, float]:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "dedup", str(shard))))
+        return {k.decode(): float(v) for k, v in raw.items()}
+
+    def dead_letter(self, tenant_id: str, records: list[bytes], keep: int = 10_000) -> None:
+        """Keep undecodable topic records for inspection (newest ``keep``)."""
+        key = _k(tenant_id, "deadletter")
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(key, *records)
+        pipe.ltrim(key, 0, keep - 1)
+        pipe.execute()
+
+    def incr_counter(self, tenant_id: str, name: str, value: int = 1) -> None:
+        self.client.hincrby(_k(tenant_id, "counters"), name, value)
+
+    def counters(self, tenant_id: str) -> dict[str, int]:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "counters")))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    # -- reads ---------------------------------------------------------------------------------
+    def alerts(
+        self,
+        tenant_id: str,
+        *,
+        sku: str | None = None,
+        warehouse: str | None = None,
+        since_ms: float | None = None,
+        min_probability: float | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> AlertPage:
+        """Newest first. ``cursor`` is ``"<score>:<alert_id>"`` of the last alert already seen."""
+        key = _k(tenant_id, "alerts", "sku", sku) if sku else _k(tenant_id, "alerts")
+        low = "-inf" if since_ms is None else repr(float(since_ms))
+        high: str = "+inf"
+        after: tuple[float, str] | None = None
+        if cursor:
+            score_text, _, after_id = cursor.partition(":")
+            after = (float(score_text), after_id)
+            high = repr(after[0])
+        out: list[dict[str, Any]] = []
+        offset, scanned = 0, 0
+        while len(out) <= limit and scanned < _ALERT_SCAN_LIMIT:
+            chunk = cast(
+                list[tuple[bytes, float]],
+                self.client.zrevrangebyscore(
+                    key, high, low, start=offset, num=_ALERT_FETCH_CHUNK, withscores=True
+                ),
+            )
+            if not chunk:
+                break
+            offset += len(chunk)
+            scanned += len(chunk)
+            for member, score in chunk:
+                alert = json.loads(member)
+                if after and score == after[0] and alert["alert_id"] >= after[1]:
+                    continue
+                if warehouse and alert["warehouse"] != warehouse:
+                    continue
+                if min_probability is not None and alert["probability"] < min_probability:
+                    continue
+                alert["_score"] = score
+                out.append(alert)
+                if len(out) > limit:
+                    break
+        next_cursor = None
+        if len(out) > limit:
+            last = out[limit - 1]
+            next_cursor = f"{last['_score']!r}:{last['alert_id']}"
+            out = out[:limit]
+        for alert in out:
+            alert.pop("_score", None)
+        return AlertPage(out, next_cursor)
+
+    def predictions(
+        self, tenant_id: str, *, sku: str | None, warehouse: str | None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        if sku:
+            skus = [sku]
+        else:
+            skus = [
+                s.decode()
+                for s in cast(
+                    list[bytes], self.client.sscan(_k(tenant_id, "skus"), count=limit)[1]
+                )
+            ]
+            skus = sorted(skus)[:limit]
+        pipe = self.client.pipeline(transaction=False)
+        for s in skus:
+            if warehouse:
+                pipe.hget(_k(tenant_id, "pred", s), warehouse)
+            else:
+                pipe.hvals(_k(tenant_id, "pred", s))
+        out: list[dict[str, Any]] = []
+        for result in pipe.execute():
+            values = result if isinstance(result, list) else [result]
+            out.extend(json.loads(v) for v in values if v)
+        return sorted(out, key=lambda p: (p["sku"], p["warehouse"]))[:limit]
+
+    # -- checkpoints and health ----------------------------------------------------------------
+    def save_checkpoint(self, tenant_id: str, shard: int, checkpoint: Checkpoint) -> None:
+        self.client.hset(
+            _k(tenant_id, "ckpt", str(shard)),
+            mapping={
+                "state": checkpoint.state,
+                "offsets": json.dumps({str(p): o for p, o in checkpoint.offsets.items()}),
+                "at": repr(checkpoint.at),
+                "events": str(checkpoint.events),
+            },
+        )
+
+    def load_checkpoint(self, tenant_id: str, shard: int) -> Checkpoint | None:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "ckpt", str(shard))))
+        if not raw:
+            return None
+        offsets = {int(p): int(o) for p, o in json.loads(raw[b"offsets"]).items()}
+        return Checkpoint(raw[b"state"], offsets, float(raw[b"at"]), int(raw[b"events"]))
+
+    def put_shard_health(self, tenant_id: str, shard: int, health: Mapping[str, Any]) -> None:
+        self.client.hset(
+            _k(tenant_id, "shard", str(shard)),
+            mapping={k: json.dumps(v) for k, v in {**health, "heartbeat": time.time()}.items()},
+        )
+
+    def shard_health(self, tenant_id: str, shards: int) -> list[dict[str, Any]]:
+        pipe = self.client.pipeline(transaction=False)
+        for shard in range(shards):
+            pipe.hgetall(_k(tenant_id, "shard", str(shard)))
+        out = []
+        for shard, raw in enumerate(pipe.execute()):
+            record = {k.decode(): json.loads(v) for k, v in raw.items()}
+            out.append({"shard": shard, **record})
+        return out

@@ -1,0 +1,76 @@
+"""Request and response schemas of the HTTP API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "AlertOut",
+    "IngestAccepted",
+    "LineErrorOut",
+    "PredictionOut",
+    "StatusOut",
+    "ThresholdsOut",
+    "ThresholdUpdate",
+    "TokenOut",
+]
+
+
+class AlertOut(BaseModel):
+    alert_id: str
+    sku: str
+    warehouse: str
+    predicted_oos_at: str | None = Field(description="UTC, ISO 8601 with Z")
+    probability: float = Field(ge=0, le=1)
+    as_of: str = Field(description="event time at which the alert was raised")
+    created_at: str
+    model_version: str
+
+
+class PredictionOut(BaseModel):
+    sku: str
+    warehouse: str
+    on_hand: int
+    demand_rate_per_hour: float
+    probability: float
+    predicted_oos_at: str | None
+    model_version: str
+    as_of: str = Field(description="event time the prediction reflects")
+
+
+class IngestAccepted(BaseModel):
+    accepted: int
+
+
+class LineErrorOut(BaseModel):
+    line: int
+    field: str
+    message: str
+
+
+class ThresholdUpdate(BaseModel):
+    default: float | None = Field(None, gt=0, le=1, description="tenant default threshold")
+    skus: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="per-SKU thresholds keyed by `sku` or `sku@warehouse`; null removes one",
+    )
+
+
+class ThresholdsOut(BaseModel):
+    default: float
+    skus: dict[str, float]
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    scope: str
+
+
+class StatusOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    components: dict[str, dict[str, object]]

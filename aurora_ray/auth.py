@@ -1,0 +1,112 @@
+"""OAuth2 client credentials: client secrets (stored hashed) and signed JWT bearer tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import jwt
+
+__all__ = [
+    "ALL_SCOPES",
+    "AuthError",
+    "Principal",
+    "TokenIssuer",
+    "hash_secret",
+    "new_client_credentials",
+    "verify_secret",
+]
+
+ALL_SCOPES: Final = ("events:write", "alerts:read", "settings:write")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+class AuthError(Exception):
+    """Authentication or authorisation failed; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    client_id: str
+    scopes: frozenset[str]
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise AuthError(f"token lacks the scope {scope!r}", status=403)
+
+
+def hash_secret(secret: str) -> str:
+    """scrypt with a random salt, as ``scrypt$<salt>$<hash>`` (URL-safe base64)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+    enc = base64.urlsafe_b64encode
+    return f"scrypt${enc(salt).decode()}${enc(digest).decode()}"
+
+
+def verify_secret(secret: str, stored: str) -> bool:
+    try:
+        scheme, salt_b64, digest_b64 = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    salt = base64.urlsafe_b64decode(salt_b64)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+    return hmac.compare_digest(digest, base64.urlsafe_b64decode(digest_b64))
+
+
+def new_client_credentials() -> tuple[str, str]:
+    """A fresh ``(client_id, client_secret)``; the secret is shown once and stored hashed."""
+    return f"aur_{secrets.token_hex(8)}", secrets.token_urlsafe(32)
+
+
+class TokenIssuer:
+    """Issues and verifies HS256 JWTs carrying the tenant and scopes."""
+
+    def __init__(self, secret: str, *, issuer: str = "aurora", ttl_s: int = 3600) -> None:
+        if len(secret) < 32:
+            raise ValueError("the JWT signing secret must be at least 32 characters")
+        self._secret = secret
+        self.issuer = issuer
+        self.ttl_s = ttl_s
+
+    def issue(self, *, tenant_id: str, client_id: str, scopes: frozenset[str]) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": client_id,
+            "tenant_id": tenant_id,
+            "scope": " ".join(sorted(scopes)),
+            "iat": now,
+            "exp": now + self.ttl_s,
+        }
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "iss"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("the bearer token has expired") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid bearer token: {exc}") from exc
+        return Principal(
+            tenant_id=str(claims["tenant_id"]),
+            client_id=str(claims["sub"]),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+        )

@@ -1,0 +1,316 @@
+"""Event envelopes and typed payloads: validating NDJSON in, and the record that goes to Kafka.
+
+A request is all or nothing: :func:`parse_ndjson` validates every line and reports each bad one by
+line number and field, so the API can refuse the whole request before anything is produced.
+Accepted events are normalised into :class:`StreamEvent` records (the canonical form on the topic):
+``sku_id`` becomes ``sku``, a missing ``event_id`` gets a fresh UUID and a missing ``occurred_at``
+takes the time the request was received.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta
+
+from aurora_ray.domain.currencies import ISO_4217
+
+__all__ = [
+    "KNOWN_EVENT_TYPES",
+    "EventType",
+    "LineError",
+    "ParsedBatch",
+    "StreamEvent",
+    "decode_stream_events",
+    "encode_stream_event",
+    "parse_ndjson",
+    "stream_key",
+]
+
+
+class EventType:
+    """Event type names (strings on the wire) and their compact codes in columnar batches."""
+
+    ORDER_CREATED: Final = "order.created"
+    ORDER_CANCELLED: Final = "order.cancelled"
+    STOCK_RECEIVED: Final = "stock.received"
+    STOCK_ADJUSTED: Final = "stock.adjusted"
+    STOCK_SNAPSHOT: Final = "stock.snapshot"
+    SKU_UPSERTED: Final = "sku.upserted"
+
+
+KNOWN_EVENT_TYPES: Final = (
+    EventType.ORDER_CREATED,
+    EventType.ORDER_CANCELLED,
+    EventType.STOCK_RECEIVED,
+    EventType.STOCK_ADJUSTED,
+    EventType.STOCK_SNAPSHOT,
+    EventType.SKU_UPSERTED,
+)
+
+Sku = Annotated[str, Meta(min_length=1, max_length=128)]
+Warehouse = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[^@\s]+$")]
+PositiveInt = Annotated[int, Meta(gt=0)]
+NonNegativeInt = Annotated[int, Meta(ge=0)]
+OrderId = Annotated[str, Meta(min_length=1, max_length=128)] | int
+
+
+class _SkuPayload(msgspec.Struct, kw_only=True):
+    sku: Sku | None = None
+    sku_id: Sku | None = None  # deprecated alias of `sku` since 1.0
+    warehouse: Warehouse
+
+
+class OrderCreated(_SkuPayload, kw_only=True):
+    order_id: OrderId
+    qty: PositiveInt
+    price: Annotated[float, Meta(gt=0)]
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+
+
+class OrderCancelled(_SkuPayload, kw_only=True):
+    order_id: OrderId
+    qty: PositiveInt
+
+
+class StockReceived(_SkuPayload, kw_only=True):
+    qty: PositiveInt
+
+
+class StockAdjusted(_SkuPayload, kw_only=True):
+    delta: int
+    reason: str | None = None
+
+
+class StockSnapshot(_SkuPayload, kw_only=True):
+    on_hand: NonNegativeInt
+
+
+class SkuUpserted(_SkuPayload, kw_only=True):
+    category: str | None = None
+    brand: str | None = None
+    initial_stock: NonNegativeInt = 0
+
+
+_PAYLOAD_TYPES: Final[dict[str, type[_SkuPayload]]] = {
+    EventType.ORDER_CREATED: OrderCreated,
+    EventType.ORDER_CANCELLED: OrderCancelled,
+    EventType.STOCK_RECEIVED: StockReceived,
+    EventType.STOCK_ADJUSTED: StockAdjusted,
+    EventType.STOCK_SNAPSHOT: StockSnapshot,
+    EventType.SKU_UPSERTED: SkuUpserted,
+}
+
+
+class _EnvelopeIn(msgspec.Struct):
+    tenant_id: str
+    event_type: Annotated[str, Meta(min_length=1, max_length=64)]
+    payload: msgspec.Raw
+    event_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    occurred_at: datetime | None = None
+
+
+class StreamEvent(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """The canonical event on a tenant topic. Times are epoch milliseconds (UTC).
+
+    Known types carry ``sku``/``warehouse`` and the numbers the state needs; the whole validated
+    payload is kept in ``payload`` so that nothing a client sent is lost.
+    """
+
+    event_id: str
+    tenant_id: str
+    event_type: str
+    ts_ms: int
+    received_ms: int
+    sku: str | None = None
+    warehouse: str | None = None
+    qty: int = 0
+    value: int = 0  # on_hand (snapshot), delta (adjusted), initial_stock (upserted)
+    payload: dict[str, Any] = {}
+
+    @property
+    def key(self) -> str | None:
+        return stream_key(self.sku, self.warehouse)
+
+
+def stream_key(sku: str | None, warehouse: str | None) -> str | None:
+    """The Kafka key and state key of a SKU in a warehouse: ``sku@warehouse``."""
+    if sku is None or warehouse is None:
+        return None
+    return f"{sku}@{warehouse}"
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"line": self.line, "field": self.field, "message": self.message}
+
+
+@dataclass
+class ParsedBatch:
+    events: list[StreamEvent] = field(default_factory=list)
+    errors: list[LineError] = field(default_factory=list)
+    error_lines: int = 0  # lines with errors, including those past the reported cap
+    foreign_tenant_lines: list[int] = field(default_factory=list)
+    deprecated_fields: set[str] = field(default_factory=set)
+    unknown_types: int = 0
+
+
+_PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_encoder = msgspec.json.Encoder()
+_stream_decoder = msgspec.json.Decoder(StreamEvent)
+
+
+def _split_error(exc: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
+    """Turn msgspec's "Expected `int`, got `str` - at `$.qty`" into (field, message)."""
+    text = str(exc)
+    match = _PATH_RE.search(text)
+    if not match:
+        return prefix or "line", text
+    path = match.group("path").lstrip(".")
+    message = text[: match.start()]
+    name = ".".join(part for part in (prefix, path) if part)
+    return name or "line", message
+
+
+def _missing_field(message: str) -> str | None:
+    found = re.match(r"Object missing required field `(?P<name>[^`]+)`", message)
+    return found.group("name") if found else None
+
+
+def _parse_line(
+    raw: bytes, *, line_no: int, tenant_id: str, received_ms: int, batch: ParsedBatch
+) -> StreamEvent | list[LineError]:
+    try:
+        env = msgspec.json.decode(raw, type=_EnvelopeIn)
+    except msgspec.ValidationError as exc:
+        name, message = _split_error(exc, "")
+        missing = _missing_field(message)
+        return [LineError(line_no, missing or name, message)]
+    except msgspec.DecodeError as exc:
+        return [LineError(line_no, "line", f"invalid JSON: {exc}")]
+
+    errors: list[LineError] = []
+    try:
+        tenant = str(uuid.UUID(env.tenant_id))
+    except ValueError:
+        errors.append(LineError(line_no, "tenant_id", "must be a GUID"))
+        tenant = env.tenant_id
+    ts_ms = received_ms
+    if env.occurred_at is not None:
+        if env.occurred_at.tzinfo is None:
+            errors.append(
+                LineError(line_no, "occurred_at", "must carry a time zone, e.g. 2025-05-31T22:00:00Z")
+            )
+        else:
+            ts_ms = int(env.occurred_at.timestamp() * 1000)
+    event = StreamEvent(
+        event_id=env.event_id or str(uuid.uuid4()),
+        tenant_id=tenant,
+        event_type=env.event_type,
+        ts_ms=ts_ms,
+        received_ms=received_ms,
+    )
+    payload_type = _PAYLOAD_TYPES.get(env.event_type)
+    if payload_type is None:
+        try:
+            payload = msgspec.json.decode(env.payload)
+        except msgspec.DecodeError as exc:
+            return [*errors, LineError(line_no, "payload", f"invalid JSON: {exc}")]
+        if not isinstance(payload, dict):
+            return [*errors, LineError(line_no, "payload", "must be a JSON object")]
+        event.payload = payload
+        if isinstance(payload.get("sku"), str) and isinstance(payload.get("warehouse"), str):
+            event.sku, event.warehouse = payload["sku"], payload["warehouse"]
+        batch.unknown_types += 1
+        return errors or event
+    try:
+        typed = msgspec.json.decode(env.payload, type=payload_type)
+    except msgspec.ValidationError as exc:
+        name, message = _split_error(exc, "payload")
+        missing = _missing_field(message)
+        if missing:
+            name = f"payload.{missing}"
+        return [*errors, LineError(line_no, name, message)]
+    sku = typed.sku
+    if sku is None:
+        if typed.sku_id is None:
+            return [*errors, LineError(line_no, "payload.sku", "Object missing required field `sku`")]
+        sku = typed.sku_id
+        batch.deprecated_fields.add("sku_id")
+    if isinstance(typed, OrderCreated) and typed.currency not in ISO_4217:
+        errors.append(
+            LineError(line_no, "payload.currency", f"unknown ISO 4217 code {typed.currency!r}")
+        )
+    if isinstance(typed, StockAdjusted) and typed.delta == 0:
+        errors.append(LineError(line_no, "payload.delta", "must not be 0"))
+    if errors:
+        return errors
+    event.sku, event.warehouse = sku, typed.warehouse
+    if isinstance(typed, OrderCreated | OrderCancelled | StockReceived):
+        event.qty = typed.qty
+    elif isinstance(typed, StockAdjusted):
+        event.value = typed.delta
+    elif isinstance(typed, StockSnapshot):
+        event.value = typed.on_hand
+    elif isinstance(typed, SkuUpserted):
+        event.value = typed.initial_stock
+    payload_out = msgspec.to_builtins(typed)
+    payload_out.pop("sku_id", None)
+    payload_out["sku"] = sku
+    event.payload = payload_out
+    return event
+
+
+def parse_ndjson(
+    body: bytes, *, tenant_id: str, received_ms: int, max_errors: int = 100
+) -> ParsedBatch:
+    """Validate an NDJSON body line by line (1-based line numbers; blank lines are skipped).
+
+    Every line is checked even after errors, so the client gets all problems at once (the first
+    ``max_errors`` of them in ``errors``); ``foreign_tenant_lines`` lists lines whose tenant_id is
+    not ``tenant_id``.
+    """
+    batch = ParsedBatch()
+    for line_no, raw in enumerate(body.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        result = _parse_line(
+            raw, line_no=line_no, tenant_id=tenant_id, received_ms=received_ms, batch=batch
+        )
+        if isinstance(result, list):
+            batch.error_lines += 1
+            room = max_errors - len(batch.errors)
+            if room > 0:
+                batch.errors.extend(result[:room])
+            continue
+        if result.tenant_id != tenant_id:
+            batch.foreign_tenant_lines.append(line_no)
+            continue
+        batch.events.append(result)
+    return batch
+
+
+def encode_stream_event(event: StreamEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_stream_events(values: list[bytes]) -> tuple[list[StreamEvent], list[int]]:
+    """Decode topic records; returns the events and the indexes of records that failed."""
+    events: list[StreamEvent] = []
+    bad: list[int] = []
+    for i, value in enumerate(values):
+        try:
+            events.append(_stream_decoder.decode(value))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            bad.append(i)
+    return events, bad

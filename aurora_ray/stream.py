@@ -1,0 +1,280 @@
+"""The shard's stream loop: poll a micro-batch, fold it into state, write outputs, checkpoint.
+
+:class:`ShardProcessor` is everything a ``TenantShard`` actor does, without Ray, so that it can be
+tested against a real broker and Redis directly. Order of effects per batch:
+
+1. consume up to ``batch_max_events`` records from the assigned partitions;
+2. decode (undecodable records are counted and kept in a dead-letter list, never a crash);
+3. ``apply_batch`` on the columnar state, then build predictions and alerts;
+4. write predictions, alerts and dedup marks in one Redis transaction;
+5. every ``checkpoint_interval_s`` or ``checkpoint_events``: state + next offsets in one write,
+   then commit the offsets to Kafka.
+
+After a crash, :meth:`restore` loads the snapshot and the offsets saved with it and the records
+after them are replayed; the dedup marks written with the alerts stop replayed alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from aurora_ray.adapters.kafka import make_consumer
+from aurora_ray.adapters.redis_store import Checkpoint, RedisStore
+from aurora_ray.domain.alerts import build_outputs
+from aurora_ray.domain.events import decode_stream_events
+from aurora_ray.domain.state import EventBatch, ScoringParams, SkuState, apply_batch
+from aurora_ray.settings import Settings
+
+__all__ = ["ShardMetrics", "ShardProcessor", "partitions_for"]
+
+log = logging.getLogger(__name__)
+_THRESHOLD_REFRESH_S = 2.0
+_LAG_REFRESH_S = 1.0
+
+
+class ShardMetrics(Protocol):
+    def record_batch(
+        self, *, events: int, alerts: int, latencies_ms: list[float], lag: int
+    ) -> None: ...
+
+
+class _NoMetrics:
+    def record_batch(
+        self, *, events: int, alerts: int, latencies_ms: list[float], lag: int
+    ) -> None:
+        return None
+
+
+def partitions_for(shard: int, shards: int, partitions: int) -> list[int]:
+    """Partitions owned by ``shard`` out of ``shards``: round robin."""
+    return [p for p in range(partitions) if p % shards == shard]
+
+
+@dataclass
+class _Progress:
+    offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
+    events: int = 0
+    alerts: int = 0
+    unknown: int = 0
+    dead_letters: int = 0
+    since_checkpoint: int = 0
+    last_checkpoint: float = 0.0
+    lag: int = 0
+
+
+class ShardProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tenant_id: str,
+        shard: int,
+        partitions: list[int],
+        store: RedisStore,
+        consumer_factory: Callable[[], Consumer] | None = None,
+        metrics: ShardMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.tenant_id = tenant_id
+        self.shard = shard
+        self.partitions = partitions
+        self.topic = settings.topic_for(tenant_id)
+        self.store = store
+        self.params = ScoringParams(
+            horizon_s=settings.horizon_s,
+            half_life_s=settings.rate_half_life_s,
+            dedup_window_s=settings.dedup_window_s,
+            default_threshold=settings.default_threshold,
+        )
+        self._consumer_factory = consumer_factory or (
+            lambda: make_consumer(settings.kafka_bootstrap, f"aurora-{tenant_id}-{shard}")
+        )
+        self._consumer: Consumer | None = None
+        self.metrics: ShardMetrics = metrics or _NoMetrics()
+        self.clock = clock
+        self.state = SkuState()
+        self.progress = _Progress()
+        self._overrides: dict[str, float] = {}
+        self._thresholds_at = 0.0
+        self._lag_at = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Load the last checkpoint (if any), re-arm dedup marks and assign the partitions."""
+        checkpoint = self.store.load_checkpoint(self.tenant_id, self.shard)
+        if checkpoint is not None:
+            self.state = SkuState.from_bytes(checkpoint.state)
+            self.progress.offsets = dict(checkpoint.offsets)
+            self.progress.events = checkpoint.events
+            self.progress.last_checkpoint = checkpoint.at
+        marks = self.store.dedup_marks(self.tenant_id, self.shard)
+        if marks:
+            keys = list(marks)
+            rows = self.state.rows_for(keys)
+            last = self.state.cols["last_alert"]
+            last[rows] = np.fmax(last[rows], np.array([marks[k] for k in keys]))
+        self._refresh_thresholds(force=True)
+        assignment = [
+            TopicPartition(self.topic, p, self.progress.offsets.get(p, OFFSET_BEGINNING))
+            for p in self.partitions
+        ]
+        self._consumer = self._consumer_factory()
+        self._consumer.assign(assignment)
+        self.progress.last_checkpoint = self.progress.last_checkpoint or self.clock()
+        log.info(
+            "shard %s/%d restored: %d SKUs, offsets %s",
+            self.tenant_id,
+            self.shard,
+            len(self.state),
+            self.progress.offsets,
+        )
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self.checkpoint()
+            self._consumer.close()
+            self._consumer = None
+
+    # -- the loop ------------------------------------------------------------------------------
+    def step(self, timeout: float = 0.2) -> int:
+        """Process one micro-batch; returns the number of records consumed."""
+        if self._consumer is None:
+            raise RuntimeError("restore() must be called before step()")
+        messages = self._consumer.consume(self.settings.batch_max_events, timeout=timeout)
+        values: list[bytes] = []
+        for message in messages:
+            if message.error():
+                log.warning("consume error on %s: %s", self.topic, message.error())
+                continue
+            values.append(message.value() or b"")
+            partition, offset = message.partition(), message.offset()
+            if partition is not None and offset is not None:
+                self.progress.offsets[partition] = offset + 1
+        if values:
+            self._process(values)
+        self._maybe_checkpoint()
+        return len(values)
+
+    def _process(self, values: list[bytes]) -> None:
+        events, bad = decode_stream_events(values)
+        if bad:
+            self.store.dead_letter(self.tenant_id, [values[i] for i in bad])
+            self.progress.dead_letters += len(bad)
+        batch = EventBatch.from_events(events)
+        self._refresh_thresholds()
+        size_before = len(self.state)
+        output = apply_batch(self.state, batch, self.params)
+        if len(self.state) > size_before and self._overrides:
+            self.state.set_thresholds(self._overrides)
+        now = self.clock()
+        predictions, alerts = build_outputs(
+            self.state,
+            output,
+            tenant_id=self.tenant_id,
+            model_version=self.settings.model_version,
+            now_s=now,
+        )
+        self.store.write_outputs(
+            self.tenant_id,
+            shard=self.shard,
+            predictions=predictions,
+            alerts=alerts,
+            counters={
+                "events_processed": len(values),
+                "events_unknown_type": batch.unknown,
+                "alerts_generated": len(alerts),
+                "dead_letters": len(bad),
+            },
+        )
+        self.progress.events += len(values)
+        self.progress.since_checkpoint += len(values)
+        self.progress.alerts += len(alerts)
+        self.progress.unknown += batch.unknown
+        sample = batch.received_s[:: max(1, len(batch) // 100)]
+        latencies = ((now - sample) * 1000.0).tolist()
+        self.metrics.record_batch(
+            events=len(values), alerts=len(alerts), latencies_ms=latencies, lag=self.lag()
+        )
+
+    def _maybe_checkpoint(self) -> None:
+        due_time = self.clock() - self.progress.last_checkpoint >= self.settings.checkpoint_interval_s
+        due_events = self.progress.since_checkpoint >= self.settings.checkpoint_events
+        if self.progress.since_checkpoint and (due_time or due_events):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """State and next offsets together, then the offsets to Kafka (for lag tooling)."""
+        now = self.clock()
+        offsets = dict(self.progress.offsets)
+        self.store.save_checkpoint(
+            self.tenant_id,
+            self.shard,
+            Checkpoint(self.state.to_bytes(), offsets, now, self.progress.events),
+        )
+        self.progress.since_checkpoint = 0
+        self.progress.last_checkpoint = now
+        if offsets and self._consumer is not None:
+            commits = [TopicPartition(self.topic, p, o) for p, o in offsets.items()]
+            try:
+                self._consumer.commit(offsets=commits, asynchronous=True)
+            except Exception:  # the checkpoint in Redis is the source of truth
+                log.exception("offset commit failed for %s", self.topic)
+
+    # -- side inputs and health ----------------------------------------------------------------
+    def _refresh_thresholds(self, *, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now - self._thresholds_at < _THRESHOLD_REFRESH_S:
+            return
+        self._thresholds_at = now
+        default, overrides = self.store.thresholds(self.tenant_id)
+        if default is not None and default != self.params.default_threshold:
+            self.params = ScoringParams(
+                horizon_s=self.params.horizon_s,
+                half_life_s=self.params.half_life_s,
+                dedup_window_s=self.params.dedup_window_s,
+                min_history_s=self.params.min_history_s,
+                default_threshold=default,
+            )
+        if force or overrides != self._overrides:
+            self._overrides = overrides
+            self.state.set_thresholds(overrides)
+
+    def lag(self) -> int:
+        now = self.clock()
+        if self._consumer is None or now - self._lag_at < _LAG_REFRESH_S:
+            return self.progress.lag
+        self._lag_at = now
+        total = 0
+        for p in self.partitions:
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=1.0
+                )
+            except Exception:  # health must not break the loop
+                continue
+            total += max(0, int(high) - self.progress.offsets.get(p, int(low)))
+        self.progress.lag = total
+        return total
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "shard": self.shard,
+            "partitions": self.partitions,
+            "skus": len(self.state),
+            "events": self.progress.events,
+            "alerts": self.progress.alerts,
+            "unknown_events": self.progress.unknown,
+            "dead_letters": self.progress.dead_letters,
+            "lag": self.lag(),
+            "last_checkpoint": self.progress.last_checkpoint,
+            "offsets": {str(p): o for p, o in self.progress.offsets.items()},
+        }

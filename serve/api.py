@@ -1,0 +1,42 @@
+"""The FastAPI application: every route under /v1, plus /status at the root and OpenAPI at /docs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from aurora_ray import __version__
+from serve import routes_auth, routes_ingest, routes_stock
+from serve.context import ApiContext
+from serve.metrics import ApiMetrics
+
+DESCRIPTION = """Real-time per-SKU stock-out prediction.
+
+Authenticate with OAuth2 client credentials (`POST /v1/oauth/token`) and send the token as
+`Authorization: Bearer <token>`. A token sees only its own tenant."""
+
+
+def create_api(
+    ctx: ApiContext, *, ray_health: Callable[[], dict[str, Any]], metrics: ApiMetrics
+) -> FastAPI:
+    app = FastAPI(
+        title="Aurora API",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        servers=[{"url": "/", "description": "this server; the API lives under /v1"}],
+    )
+    app.state.ctx = ctx
+    auth = routes_auth.router(ray_health)
+    app.include_router(auth, prefix="/v1")
+    app.include_router(routes_ingest.router(metrics), prefix="/v1")
+    app.include_router(routes_stock.router(), prefix="/v1")
+    # Health checks also answer at the root, outside the versioned API.
+    root_status = next(r for r in auth.routes if getattr(r, "path", "") == "/status")
+    app.add_api_route(
+        "/status", root_status.endpoint, methods=["GET"], include_in_schema=False  # type: ignore[attr-defined]
+    )
+    return app

@@ -1,0 +1,45 @@
+"""Request dependencies: the bearer principal and scope checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from aurora_ray.auth import AuthError, Principal
+from serve.context import ApiContext
+
+_bearer = HTTPBearer(auto_error=False, description="OAuth2 client-credentials bearer token")
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def principal(
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    ctx: ApiContext = Depends(context),  # noqa: B008
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            401,
+            detail="a bearer token is required: POST /v1/oauth/token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        return ctx.issuer.verify(credentials.credentials)
+    except AuthError as exc:
+        raise HTTPException(
+            exc.status, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
+
+
+def require(scope: str) -> Callable[[Principal], Principal]:
+    def check(who: Principal = Depends(principal)) -> Principal:  # noqa: B008
+        if scope not in who.scopes:
+            raise HTTPException(403, detail=f"the token lacks the scope {scope!r}")
+        return who
+
+    return check

@@ -1,0 +1,103 @@
+"""POST /v1/ingest/events, and the 410 of the old /v1/ingest."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from aurora_ray.adapters.kafka import DeliveryError
+from aurora_ray.api_models import IngestAccepted, LineErrorOut
+from aurora_ray.auth import Principal
+from aurora_ray.ingest import IngestError, decode_body, prepare_ingest
+from serve.context import ApiContext
+from serve.deps import context, require
+from serve.metrics import ApiMetrics
+
+_PRODUCE_TIMEOUT_S = 30.0
+
+
+def router(metrics: ApiMetrics) -> APIRouter:
+    api = APIRouter(tags=["ingest"])
+
+    @api.post(
+        "/ingest/events",
+        status_code=202,
+        response_model=IngestAccepted,
+        responses={
+            400: {"model": list[LineErrorOut], "description": "bad lines; nothing was produced"},
+            403: {"description": "a line's tenant_id is not the token's"},
+            413: {"description": "body over the size limit"},
+            415: {"description": "not NDJSON"},
+            503: {"description": "the broker did not acknowledge; nothing may be assumed kept"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def ingest_events(
+        request: Request,
+        who: Principal = Depends(require("events:write")),  # noqa: B008
+        ctx: ApiContext = Depends(context),  # noqa: B008
+    ) -> Any:
+        """NDJSON events, one envelope a line (gzip accepted); all or nothing per request."""
+        settings = ctx.settings
+        received_ms = int(time.time() * 1000)
+        try:
+            length = int(request.headers.get("content-length") or 0)
+            if length > settings.max_body_bytes:
+                raise IngestError(413, {"error": "payload_too_large", "message": "body too large"})
+            body = decode_body(
+                await request.body(),
+                content_type=request.headers.get("content-type"),
+                content_encoding=request.headers.get("content-encoding"),
+                max_bytes=settings.max_body_bytes,
+            )
+            prepared = prepare_ingest(
+                body,
+                tenant_id=who.tenant_id,
+                received_ms=received_ms,
+                max_errors=settings.max_error_lines,
+            )
+        except IngestError as exc:
+            metrics.refused(who.tenant_id, 1, f"http_{exc.status}")
+            return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        topic = settings.topic_for(who.tenant_id)
+        if not ctx.topic_exists(topic):
+            return JSONResponse(
+                {"error": "unavailable", "message": f"topic {topic} is missing"}, status_code=503
+            )
+        future = ctx.producer.produce_batch(topic, prepared.records)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(future), _PRODUCE_TIMEOUT_S)
+        except (DeliveryError, TimeoutError) as exc:
+            metrics.refused(who.tenant_id, prepared.accepted, "broker")
+            return JSONResponse(
+                {"error": "unavailable", "message": f"the broker did not acknowledge: {exc}"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        metrics.accepted(who.tenant_id, prepared.accepted)
+        return JSONResponse(
+            {"accepted": prepared.accepted}, status_code=202, headers=prepared.headers
+        )
+
+    @api.api_route("/ingest", methods=["GET", "POST", "PUT"], status_code=410, include_in_schema=True)
+    async def ingest_gone() -> JSONResponse:
+        """Renamed in 1.0: use POST /v1/ingest/events."""
+        return JSONResponse(
+            {
+                "error": "gone",
+                "message": "/v1/ingest was renamed in 1.0; use POST /v1/ingest/events",
+                "new_path": "/v1/ingest/events",
+            },
+            status_code=410,
+        )
+
+    return api

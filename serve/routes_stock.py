@@ -1,0 +1,85 @@
+"""GET /v1/stock/alerts, GET /v1/stock/predictions, GET/PUT /v1/settings/thresholds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from aurora_ray.api_models import AlertOut, PredictionOut, ThresholdsOut, ThresholdUpdate
+from aurora_ray.auth import Principal
+from serve.context import ApiContext
+from serve.deps import context, require
+
+
+def router() -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/stock/alerts", response_model=list[AlertOut], tags=["stock"])
+    def list_alerts(
+        request: Request,
+        response: Response,
+        sku: str | None = None,
+        warehouse: str | None = None,
+        since: datetime | None = Query(None, description="alerts created at or after (ISO 8601)"),  # noqa: B008
+        min_probability: float | None = Query(None, ge=0, le=1),
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: str | None = Query(None, description="from the Link rel=next header"),
+        who: Principal = Depends(require("alerts:read")),  # noqa: B008
+        ctx: ApiContext = Depends(context),  # noqa: B008
+    ) -> Any:
+        """Alerts of the token's tenant, newest first; `Link: <…>; rel="next"` when there is more."""
+        if since is not None and since.tzinfo is None:
+            raise HTTPException(422, detail="since must carry a time zone, e.g. ...Z")
+        try:
+            page = ctx.store.alerts(
+                who.tenant_id,
+                sku=sku,
+                warehouse=warehouse,
+                since_ms=since.timestamp() * 1000 if since else None,
+                min_probability=min_probability,
+                limit=limit,
+                cursor=cursor,
+            )
+        except ValueError as exc:
+            raise HTTPException(400, detail=f"invalid cursor: {exc}") from exc
+        if page.next_cursor:
+            params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+            params["cursor"] = page.next_cursor
+            url = request.url.replace(query=urlencode(params))
+            response.headers["Link"] = f'<{url}>; rel="next"'
+        return page.alerts
+
+    @api.get("/stock/predictions", response_model=list[PredictionOut], tags=["stock"])
+    def list_predictions(
+        sku: str | None = None,
+        warehouse: str | None = None,
+        limit: int = Query(1000, ge=1, le=10000),
+        who: Principal = Depends(require("alerts:read")),  # noqa: B008
+        ctx: ApiContext = Depends(context),  # noqa: B008
+    ) -> Any:
+        """Each matching SKU's live picture: stock, demand rate, probability, as of event time."""
+        return ctx.store.predictions(who.tenant_id, sku=sku, warehouse=warehouse, limit=limit)
+
+    @api.get("/settings/thresholds", response_model=ThresholdsOut, tags=["settings"])
+    def get_thresholds(
+        who: Principal = Depends(require("alerts:read")),  # noqa: B008
+        ctx: ApiContext = Depends(context),  # noqa: B008
+    ) -> Any:
+        default, per_sku = ctx.store.thresholds(who.tenant_id)
+        return {"default": default or ctx.settings.default_threshold, "skus": per_sku}
+
+    @api.put("/settings/thresholds", response_model=ThresholdsOut, tags=["settings"])
+    def put_thresholds(
+        update: ThresholdUpdate,
+        who: Principal = Depends(require("settings:write")),  # noqa: B008
+        ctx: ApiContext = Depends(context),  # noqa: B008
+    ) -> Any:
+        """Set the tenant default and per-SKU thresholds (`sku` or `sku@warehouse`)."""
+        ctx.store.put_thresholds(who.tenant_id, default=update.default, per_sku=update.skus)
+        default, per_sku = ctx.store.thresholds(who.tenant_id)
+        return {"default": default or ctx.settings.default_threshold, "skus": per_sku}
+
+    return api
