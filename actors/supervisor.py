@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from aurora_ray.naming import NAMESPACE, shard_name
+from aurora_ray.naming import NAMESPACE, SUPERVISOR_NAME, shard_name
 from actors.shard import TenantShard
 from aurora_ray.adapters.kafka import TopicAdmin
 from aurora_ray.adapters.redis_store import RedisStore
@@ -96,3 +96,10 @@ class Supervisor:
                     ray.get(handle.stop.remote(), timeout=30)
                 except Exception:
                     log.exception("shard stop failed")
+
+
+def ensure_supervisor(settings: Settings) -> Any:
+    """The running supervisor, or a new one (named, detached): idempotent."""
+    return Supervisor.options(  # type: ignore[attr-defined]
+        name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(settings)

@@ -13,13 +13,14 @@ rate (seasonal SKUs follow a daily cosine), each order sells at most what is lef
 loses the rest of the demand, so stock never goes negative), ~1 % of the events are
 ``stock.snapshot`` records carrying the true on-hand, and restocking SKUs follow an (s, S) policy
 reviewed at the end of every step, with deliveries arriving ``lead_time_h`` later. "Draining"
-SKUs sell fast from an initial stock that covers only ~2-3 days and are never restocked, so they
-run out during a demo and must be alerted. Each step is computed with a handful of numpy calls
+SKUs sell fast from an initial stock that covers only 1.5-2.3 days and are never restocked, so
+they run out during a demo and must be alerted. Each step is computed with a handful of numpy calls
 and only the final dict building is per event.
 
-With the default catalogue (600 SKUs) the stream carries ~1 500 events per event-hour at the
-start, falling to ~1 050 once the draining SKUs are empty, so 120 000 events (a 60-second demo at
-2 000 events/s) span ~3.5 days of event time and every draining SKU runs out within them.
+With the default catalogue (600 SKUs) the stream carries ~1 600-1 700 events per event-hour on
+average (1 400-2 000 over the daily cycle, less once the draining SKUs are empty), so 120 000
+events (a 60-second demo at 2 000 events/s) span ~3 days of event time (70-82 h over seeds 1-8);
+every draining SKU is alerted by the scorer within ~30 s of such a demo and empty by ~55 s.
 
 Everything is deterministic for a given catalogue, start, step and seed: event ids are
 ``f"{id_prefix}-{n}"`` and the sequence does not depend on how :meth:`DemoStream.next_events`
@@ -156,11 +157,12 @@ def demo_catalogue(
     """``n_skus`` SKUs in total, dealt round-robin over ``warehouses``, deterministic for a seed.
 
     The mix is 40 % steady, 25 % seasonal, 20 % intermittent and 15 % draining (exact counts by
-    largest remainder). Regular SKUs average ~2.6 orders/h (~4.3 units/h), intermittent ones
+    largest remainder). Regular SKUs average ~3.4 orders/h (~5.6 units/h), intermittent ones
     0.12-0.35 orders/h of ~8 units, draining ones ~5 orders/h with an initial stock covering
-    44-70 h of demand and no restocking. Restocking SKUs keep a reorder point covering the lead
-    time plus 54-90 h of demand (plus two standard deviations), so their stock rarely falls below
-    the scorer's 48 h horizon and they seldom run out.
+    36-56 h of demand and no restocking. Restocking SKUs keep a reorder point covering the lead
+    time (12-36 h) plus 60-96 h of demand (1-2 weeks for the lumpy intermittent ones) plus two
+    standard deviations, so their stock rarely falls below the scorer's 48 h horizon and they
+    seldom run out or alert.
     """
     if n_skus < 1:
         raise ValueError("n_skus must be at least 1")
@@ -247,7 +249,7 @@ class DemoStream:
     ``event_hours_per_step`` is the simulation step: demand rates are held constant within a
     step, restock reviews happen at its end and deliveries land at the start of a step. It does
     not set how much event time an event takes; that follows from the SKUs' rates (about
-    2.4 s of event time per event for the default catalogue).
+    2.2 s of event time per event for the default catalogue).
     """
 
     def __init__(
@@ -412,7 +414,8 @@ class DemoStream:
 
         # 2. Orders: Poisson counts per SKU at the rate of the step's midpoint; none without stock.
         hour_of_day = ((t0 + dt_ms / 2) / _MS_PER_H) % 24.0
-        multiplier = 1.0 + self._amplitude * np.cos(2.0 * np.pi * (hour_of_day - self._peak_h) / 24.0)
+        phase = 2.0 * np.pi * (hour_of_day - self._peak_h) / 24.0
+        multiplier = np.maximum(1.0 + self._amplitude * np.cos(phase), 0.0)
         lam = self._order_rate * multiplier * (dt_ms / _MS_PER_H) * (self._stock > 0)
         counts = rng.poisson(lam)
         o_idx = np.repeat(self._arange, counts)
@@ -425,7 +428,8 @@ class DemoStream:
             sizes[lumpy] = 2 + rng.geometric(_LUMPY_P, n_lumpy)
 
         # 3. Snapshots of random SKUs, about snapshot_fraction of all events.
-        k = int(rng.binomial(m, self.snapshot_fraction / (1.0 - self.snapshot_fraction))) if m else 0
+        odds = self.snapshot_fraction / (1.0 - self.snapshot_fraction)
+        k = int(rng.binomial(m, odds)) if m else 0
         s_idx = rng.integers(0, n, k, dtype=np.int64)
 
         idx = np.concatenate([o_idx, s_idx])
@@ -457,9 +461,7 @@ class DemoStream:
         # Stable sort by time keeps each SKU's rows in the order the stock was computed in.
         by_time = np.argsort(times, kind="stable")
         out_t = np.concatenate([np.full(d_idx.size, t0, dtype=np.int64), times[by_time]])
-        out_kind = np.concatenate(
-            [np.full(d_idx.size, _RECEIVED, dtype=np.int64), kind[by_time]]
-        )
+        out_kind = np.concatenate([np.full(d_idx.size, _RECEIVED, dtype=np.int64), kind[by_time]])
         out_idx = np.concatenate([d_idx, idx[by_time]])
         out_val = np.concatenate([d_qty, val[by_time]])
 
@@ -481,7 +483,9 @@ class DemoStream:
         counter, order_counter = self._event_counter, self._order_counter
         out: list[dict[str, Any]] = []
         append = out.append
-        for stamp, k, i, v in zip(_format_ms(t), kind.tolist(), idx.tolist(), val.tolist()):
+        for stamp, k, i, v in zip(
+            _format_ms(t), kind.tolist(), idx.tolist(), val.tolist(), strict=True
+        ):
             if k == _ORDER:
                 event_type = "order.created"
                 payload: dict[str, Any] = {

@@ -121,10 +121,7 @@ def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> Non
     serve.start(http_options={"host": settings.http_host, "port": http_port})
     build_app = importlib.import_module("serve.app").build_app
     serve.run(build_app({"settings": settings}), name=SERVE_APP_NAME, route_prefix="/")
-    supervisor_cls = importlib.import_module("actors.supervisor").Supervisor
-    supervisor = supervisor_cls.options(
-        name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote(settings)
+    supervisor = importlib.import_module("actors.supervisor").ensure_supervisor(settings)
     ray.get(supervisor.reconcile.remote(), timeout=timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

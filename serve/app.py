@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
+from actors.supervisor import ensure_supervisor
 from aurora_ray.naming import NAMESPACE, SUPERVISOR_NAME
 from aurora_ray.settings import Settings, load_settings
 from serve.api import create_api
@@ -37,6 +38,8 @@ def ray_health() -> dict[str, Any]:
 class AuroraAPI:
     def __init__(self, settings: Settings) -> None:
         self.ctx = ApiContext.from_settings(settings)
+        # `serve deploy configs/serve.yaml` alone must bring up the stream side too.
+        ensure_supervisor(settings)
         self.metrics = ApiMetrics()
 
     def __serve_build_asgi_app__(self) -> FastAPI:

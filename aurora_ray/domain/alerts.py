@@ -12,6 +12,7 @@ from aurora_ray.domain.state import BatchOutput, SkuState
 
 __all__ = ["AlertRecord", "build_outputs", "iso_utc", "alert_id_for"]
 
+_MAX_EPOCH_S = 253402300799.0  # 9999-12-31T23:59:59Z
 _ALERT_NAMESPACE = uuid.UUID("6f1c2b0e-4a57-4c41-9a55-2d9d3e1f7a10")
 
 
@@ -54,6 +55,10 @@ class AlertRecord:
         }
 
 
+def _iso_or_none(epoch_s: float) -> str | None:
+    return iso_utc(epoch_s) if math.isfinite(epoch_s) and epoch_s < _MAX_EPOCH_S else None
+
+
 def build_outputs(
     state: SkuState,
     output: BatchOutput,
@@ -65,38 +70,37 @@ def build_outputs(
     """Prediction records of the scored SKUs (keyed ``sku@warehouse``) and the alerts raised."""
     predictions: dict[str, dict[str, Any]] = {}
     on_hand = state.cols["on_hand"]
-    alert_rows = set(output.alert_rows.tolist())
-    alerts: list[AlertRecord] = []
     for i, row in enumerate(output.rows.tolist()):
         probability = float(output.probability[i])
         if math.isnan(probability):
             continue
         key = state.keys[row]
         sku, warehouse = key.rsplit("@", 1)
-        eta = float(output.predicted_oos_s[i])
-        predicted = iso_utc(eta) if math.isfinite(eta) and eta < 253402300799 else None
-        as_of = float(output.as_of_s[i])
         predictions[key] = {
             "sku": sku,
             "warehouse": warehouse,
             "on_hand": int(on_hand[row]),
             "demand_rate_per_hour": round(float(output.demand_rate_per_h[i]), 6),
             "probability": round(probability, 6),
-            "predicted_oos_at": predicted,
+            "predicted_oos_at": _iso_or_none(float(output.predicted_oos_s[i])),
             "model_version": model_version,
-            "as_of": iso_utc(as_of),
+            "as_of": iso_utc(float(output.as_of_s[i])),
         }
-        if row in alert_rows:
-            alerts.append(
-                AlertRecord(
-                    alert_id=alert_id_for(tenant_id, key, as_of),
-                    sku=sku,
-                    warehouse=warehouse,
-                    probability=round(probability, 6),
-                    predicted_oos_at=predicted,
-                    as_of_s=as_of,
-                    created_s=now_s,
-                    model_version=model_version,
-                )
+    alerts: list[AlertRecord] = []
+    for i, row in enumerate(output.alert_rows.tolist()):
+        key = state.keys[row]
+        sku, warehouse = key.rsplit("@", 1)
+        as_of = float(output.alert_as_of_s[i])
+        alerts.append(
+            AlertRecord(
+                alert_id=alert_id_for(tenant_id, key, as_of),
+                sku=sku,
+                warehouse=warehouse,
+                probability=round(float(output.alert_probability[i]), 6),
+                predicted_oos_at=_iso_or_none(float(output.alert_predicted_oos_s[i])),
+                as_of_s=as_of,
+                created_s=now_s,
+                model_version=model_version,
             )
+        )
     return predictions, alerts

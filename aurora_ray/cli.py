@@ -1,0 +1,218 @@
+"""The `aurora` command line: run the stack, manage tenants, send events, run the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from aurora_ray import __version__
+from aurora_ray.settings import Settings, load_settings
+
+app = typer.Typer(help="Aurora: real-time stock-out prediction on Ray.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants and their API clients.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from aurora_ray.stack import resolve_settings
+
+    try:
+        return resolve_settings(load_settings())
+    except ValueError as exc:
+        err.print(f"[red]invalid settings:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _api_url(settings: Settings, url: str | None) -> str:
+    from aurora_ray.stack import read_stack
+
+    if url:
+        return url
+    info = read_stack(settings)
+    return info.api_url if info else f"http://127.0.0.1:{settings.http_port}"
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def up(port: Annotated[int | None, typer.Option(help="HTTP port (default 8000)")] = None) -> None:
+    """Start Ray, Valkey and the broker (unless configured), the API and the shards."""
+    from aurora_ray.stack import up as stack_up
+
+    settings = load_settings()
+    with console.status("starting the stack (Ray takes ~10 s)…"):
+        info = stack_up(settings, http_port=port)
+    console.print(f"[green]Aurora is up[/]  API {info.api_url}/docs   Ray dashboard {info.dashboard_url}")
+    console.print(f"Redis {info.redis_url}   Kafka {info.kafka_bootstrap}   embedded: {', '.join(info.embedded) or 'none'}")
+
+
+@app.command()
+def down() -> None:
+    """Stop what `aurora up` started (shards write a final checkpoint first)."""
+    from aurora_ray.stack import down as stack_down
+
+    with console.status("stopping…"):
+        stopped = stack_down(load_settings())
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def status(url: Annotated[str | None, typer.Option(help="API base URL")] = None) -> None:
+    """Print the health of Ray, Kafka, Redis and every shard (exit 1 when degraded)."""
+    settings = _settings()
+    base = _api_url(settings, url)
+    try:
+        response = httpx.get(f"{base}/v1/status", timeout=10)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]the API at {base} does not answer:[/] {exc}")
+        raise typer.Exit(1) from exc
+    body = response.json()
+    table = Table(title=f"Aurora {body.get('version')} — {body.get('status')}")
+    table.add_column("component")
+    table.add_column("status")
+    table.add_column("detail")
+    for name, comp in body.get("components", {}).items():
+        if name == "shards":
+            for shard in comp.get("shards", []):
+                table.add_row(shard["name"], shard["status"], f"lag {shard.get('lag')}, events {shard.get('events')}")
+            continue
+        detail = {k: v for k, v in comp.items() if k != "status"}
+        table.add_row(name, comp.get("status", "?"), json.dumps(detail) if detail else "")
+    console.print(table)
+    raise typer.Exit(0 if response.status_code == 200 else 1)
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: Annotated[str, typer.Option(help="display name")],
+    region: Annotated[str, typer.Option(help="eu-central-1 | us-east-1")] = "eu-central-1",
+    tier: Annotated[str, typer.Option(help="standard | premium")] = "standard",
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Create a tenant, its topic and an API client; the secret is shown once."""
+    from aurora_ray.adapters.kafka import TopicAdmin
+    from aurora_ray.adapters.redis_store import RedisStore
+    from aurora_ray.tenants import create_tenant
+
+    if region not in ("eu-central-1", "us-east-1"):
+        err.print(f"[red]--region must be eu-central-1 or us-east-1, not {region!r}[/]")
+        raise typer.Exit(2)
+    if tier not in ("standard", "premium"):
+        err.print(f"[red]--tier must be standard or premium, not {tier!r}[/]")
+        raise typer.Exit(2)
+    settings = _settings()
+    if not settings.redis_url or not settings.kafka_bootstrap:
+        err.print("[red]no Redis/Kafka configured and no embedded stack running: run `aurora up`[/]")
+        raise typer.Exit(1)
+    tenant = create_tenant(
+        settings,
+        RedisStore(settings.redis_url),
+        TopicAdmin(settings.kafka_bootstrap),
+        name=name,
+        region=region,  # type: ignore[arg-type]
+        tier=tier,  # type: ignore[arg-type]
+    )
+    record = {
+        "tenant_id": tenant.tenant_id,
+        "client_id": tenant.client_id,
+        "client_secret": tenant.client_secret,
+    }
+    if as_json:
+        print(json.dumps(record))
+        return
+    console.print(f"tenant_id      {tenant.tenant_id}")
+    console.print(f"client_id      {tenant.client_id}")
+    console.print(f"client_secret  {tenant.client_secret}")
+    console.print("[yellow]The secret is shown once; it is stored hashed.[/]")
+
+
+def _credentials(client_id: str | None, client_secret: str | None) -> tuple[str, str]:
+    cid = client_id or os.environ.get("AURORA_CLIENT_ID")
+    secret = client_secret or os.environ.get("AURORA_CLIENT_SECRET")
+    if not cid or not secret:
+        err.print("[red]give --client-id/--client-secret or AURORA_CLIENT_ID/AURORA_CLIENT_SECRET[/]")
+        raise typer.Exit(2)
+    return cid, secret
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="NDJSON (or .ndjson.gz)")],
+    client_id: Annotated[str | None, typer.Option(help="or AURORA_CLIENT_ID")] = None,
+    client_secret: Annotated[str | None, typer.Option(help="or AURORA_CLIENT_SECRET")] = None,
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="lines per request")] = 1000,
+    url: Annotated[str | None, typer.Option(help="API base URL")] = None,
+) -> None:
+    """Send an NDJSON file through the API in batches, with progress."""
+    from aurora_ray.client import ApiError, AuroraClient, iter_ndjson_batches
+
+    settings = _settings()
+    cid, secret = _credentials(client_id, client_secret)
+    client = AuroraClient(_api_url(settings, url), client_id=cid, client_secret=secret)
+    total_bytes = file.stat().st_size
+    accepted = 0
+    with Progress(
+        TextColumn("[bold]ingest"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[accepted]} events"), console=console,
+    ) as progress:
+        task = progress.add_task("ingest", total=total_bytes, accepted=0)
+        for body, size, first_line in iter_ndjson_batches(file, batch):
+            try:
+                accepted += client.post_events(body)
+            except ApiError as exc:
+                progress.stop()
+                _report_rejection(exc, first_line, accepted)
+                raise typer.Exit(1) from exc
+            progress.update(task, advance=size, accepted=accepted)
+    console.print(f"[green]{accepted} events accepted[/]")
+
+
+def _report_rejection(exc: Any, first_line: int, accepted: int) -> None:
+    err.print(f"[red]request refused with HTTP {exc.status}[/]; {accepted} events before it were accepted")
+    if isinstance(exc.body, list):
+        for item in exc.body:
+            line = first_line + int(item.get("line", 1)) - 1
+            err.print(f"  line {line}: {item.get('field')}: {item.get('message')}")
+    else:
+        err.print(f"  {exc.body}")
+
+
+@app.command()
+def demo(
+    rate: Annotated[int, typer.Option(min=100, help="events per second")] = 2000,
+    duration: Annotated[float, typer.Option(min=5, help="seconds of streaming")] = 60,
+    skus: Annotated[int, typer.Option(min=10, help="SKUs in the catalogue")] = 600,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+) -> None:
+    """Start the embedded stack if needed and stream a realistic mix; show alerts live."""
+    from aurora_ray.demo import run_demo
+
+    code = run_demo(load_settings(), rate=rate, duration=duration, n_skus=skus, port=port, console=console)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
