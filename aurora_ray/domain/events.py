@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -94,7 +94,7 @@ class StockSnapshot(_SkuPayload, kw_only=True):
 class SkuUpserted(_SkuPayload, kw_only=True):
     category: str | None = None
     brand: str | None = None
-    initial_stock: NonNegativeInt = 0
+    initial_stock: NonNegativeInt | None = None  # None: catalogue data only, stock untouched
 
 
 _PAYLOAD_TYPES: Final[dict[str, type[_SkuPayload]]] = {
@@ -130,7 +130,7 @@ class StreamEvent(msgspec.Struct, omit_defaults=True, kw_only=True):
     sku: str | None = None
     warehouse: str | None = None
     qty: int = 0
-    value: int = 0  # on_hand (snapshot), delta (adjusted), initial_stock (upserted)
+    value: int = 0  # on_hand (snapshot), delta (adjusted), initial_stock (upserted; -1: none)
     payload: dict[str, Any] = {}
 
     @property
@@ -165,6 +165,7 @@ class ParsedBatch:
     unknown_types: int = 0
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _encoder = msgspec.json.Encoder()
 _stream_decoder = msgspec.json.Decoder(StreamEvent)
@@ -212,7 +213,7 @@ def _parse_line(
                 LineError(line_no, "occurred_at", "must carry a time zone, e.g. 2025-05-31T22:00:00Z")
             )
         else:
-            ts_ms = int(env.occurred_at.timestamp() * 1000)
+            ts_ms = (env.occurred_at - _EPOCH) // timedelta(milliseconds=1)
     event = StreamEvent(
         event_id=env.event_id or str(uuid.uuid4()),
         tenant_id=tenant,
@@ -231,8 +232,10 @@ def _parse_line(
         event.payload = payload
         if isinstance(payload.get("sku"), str) and isinstance(payload.get("warehouse"), str):
             event.sku, event.warehouse = payload["sku"], payload["warehouse"]
+        if errors:
+            return errors
         batch.unknown_types += 1
-        return errors or event
+        return event
     try:
         typed = msgspec.json.decode(env.payload, type=payload_type)
     except msgspec.ValidationError as exc:
@@ -246,7 +249,6 @@ def _parse_line(
         if typed.sku_id is None:
             return [*errors, LineError(line_no, "payload.sku", "Object missing required field `sku`")]
         sku = typed.sku_id
-        batch.deprecated_fields.add("sku_id")
     if isinstance(typed, OrderCreated) and typed.currency not in ISO_4217:
         errors.append(
             LineError(line_no, "payload.currency", f"unknown ISO 4217 code {typed.currency!r}")
@@ -255,6 +257,8 @@ def _parse_line(
         errors.append(LineError(line_no, "payload.delta", "must not be 0"))
     if errors:
         return errors
+    if typed.sku is None:
+        batch.deprecated_fields.add("sku_id")
     event.sku, event.warehouse = sku, typed.warehouse
     if isinstance(typed, OrderCreated | OrderCancelled | StockReceived):
         event.qty = typed.qty
@@ -263,7 +267,7 @@ def _parse_line(
     elif isinstance(typed, StockSnapshot):
         event.value = typed.on_hand
     elif isinstance(typed, SkuUpserted):
-        event.value = typed.initial_stock
+        event.value = typed.initial_stock if typed.initial_stock is not None else -1
     payload_out = msgspec.to_builtins(typed)
     payload_out.pop("sku_id", None)
     payload_out["sku"] = sku
@@ -281,6 +285,7 @@ def parse_ndjson(
     not ``tenant_id``.
     """
     batch = ParsedBatch()
+    tenant_id = str(uuid.UUID(tenant_id))
     for line_no, raw in enumerate(body.split(b"\n"), start=1):
         if not raw.strip():
             continue

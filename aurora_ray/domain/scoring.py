@@ -32,8 +32,10 @@ class Scores:
 def stockout_probability(on_hand: FloatArray, mean: FloatArray, var: FloatArray) -> FloatArray:
     """P(demand >= on_hand) for demand ~ NB(mean, var) (Poisson where var <= mean)."""
     on_hand = np.asarray(on_hand, dtype=np.float64)
-    mean = np.asarray(mean, dtype=np.float64)
-    var = np.maximum(np.asarray(var, dtype=np.float64), mean)
+    # No estimate (NaN) means no evidence of demand, never certainty of a stock-out.
+    mean = np.nan_to_num(np.asarray(mean, dtype=np.float64), nan=0.0)
+    var = np.nan_to_num(np.asarray(var, dtype=np.float64), nan=0.0)
+    var = np.maximum(var, mean)
     out = np.ones_like(on_hand)
     positive = on_hand > 0
     no_demand = positive & (mean <= 0)

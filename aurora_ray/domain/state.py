@@ -2,8 +2,8 @@
 
 ``apply_batch(state, batch, params) -> BatchOutput`` is the whole of stream processing: it moves
 stock, updates demand rates, scores every event's SKU as of that event and decides which alerts to
-raise. Everything is driven by event time (``ts``), never the wall clock. Within a batch, events of
-a SKU are taken in event-time order (ties in arrival order), and every event is scored, so the
+raise. Everything is driven by event time (``ts``), never the wall clock. Events of a SKU are
+applied in arrival (offset) order, each scored as of the latest event time seen so far, so the
 state and the alerts do not depend on where batch boundaries fall: a replay of the same events
 gives the same answers as the live stream.
 
@@ -154,7 +154,14 @@ class EventBatch:
 
     @classmethod
     def from_events(cls, events: list[StreamEvent]) -> EventBatch:
-        scored = [e for e in events if e.event_type in TYPE_CODES and e.key is not None]
+        scored = [
+            e
+            for e in events
+            if e.event_type in TYPE_CODES
+            and e.key is not None
+            # a catalogue-only upsert (no initial_stock) does not move state
+            and not (e.event_type == EventType.SKU_UPSERTED and e.value < 0)
+        ]
         return cls(
             keys=[f"{e.sku}@{e.warehouse}" for e in scored],
             type_code=np.fromiter((TYPE_CODES[e.event_type] for e in scored), np.int8, len(scored)),
@@ -191,6 +198,15 @@ def _segment_starts(starts: NDArray[np.bool_]) -> I64:
     return np.maximum.accumulate(idx)
 
 
+def _running_max_per_group(values_ms: I64, group: I64) -> I64:
+    """Running maximum within consecutive groups, exact on integer milliseconds: each group is
+    lifted above the previous one so that one ``maximum.accumulate`` serves all groups."""
+    low = int(values_ms.min())
+    span = int(values_ms.max()) - low + 1
+    lifted = (values_ms - low) + group * span
+    return np.maximum.accumulate(lifted) - group * span + low
+
+
 def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> BatchOutput:
     """Apply ``batch`` to ``state`` in place; return the touched SKUs' scores and the alerts."""
     rows_by_pos = state.rows_for(batch.keys)
@@ -199,8 +215,8 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
         empty = np.empty(0, dtype=np.float64)
         return BatchOutput(np.empty(0, np.int64), empty, empty, empty, empty)
     tau = params.tau_s
-    # Event-time order within each SKU, arrival order for ties.
-    order = np.lexsort((np.arange(n), batch.ts_s, rows_by_pos))
+    # Group by SKU, keeping arrival order within each SKU.
+    order = np.argsort(rows_by_pos, kind="stable")
     rows = rows_by_pos[order]
     code = batch.type_code[order]
     ts = batch.ts_s[order]
@@ -237,13 +253,17 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
     known = known_before | is_set[seg_start]
 
     # -- demand: decayed sums of sales as of each event ------------------------------------------
-    as_of = np.fmax(ts, state.cols["t_last"][rows])
+    group = np.cumsum(first_of_row) - 1
+    ts_ms = np.round(ts * 1000.0).astype(np.int64)
+    seen_max = _running_max_per_group(ts_ms, group) / 1000.0
+    seen_min = -_running_max_per_group(-ts_ms, group) / 1000.0
+    as_of = np.fmax(seen_max, state.cols["t_last"][rows])
     t_ref_prev = state.cols["t_ref"][rows]
     carried = np.where(
         np.isnan(t_ref_prev), 0.0, np.exp(-(as_of - np.nan_to_num(t_ref_prev)) / tau)
     )
     starts = np.flatnonzero(first_of_row)
-    row_max_t = np.maximum.reduceat(ts, starts)[np.cumsum(first_of_row) - 1]
+    row_max_t = np.maximum.reduceat(ts, starts)[group]
     sold = np.where(code == _CREATED, qty, 0).astype(np.float64)
     scale = np.exp((ts - row_max_t) / tau)  # <= 1: cannot overflow
     back = np.exp((row_max_t - as_of) / tau)
@@ -252,7 +272,7 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
         cum = np.cumsum(contribution)
         within = cum - (cum[row_start] - contribution[row_start])
         sums[name] = state.cols[name][rows] * carried + within * back
-    t_first = np.fmin(state.cols["t_first"][rows], ts[row_start])
+    t_first = np.fmin(state.cols["t_first"][rows], seen_min)
     history = np.maximum(as_of - t_first, 0.0)
     duration = np.maximum(tau * -np.expm1(-history / tau), params.min_history_s)
     rate = sums["s_qty"] / duration

@@ -244,7 +244,6 @@ def test_unknown_stock_is_not_scored_or_alerted() -> None:
     assert np.isnan(out_for(out, state, "A@W1", "predicted_oos_s"))
     assert np.isnan(value_of(state, "probability"))
     assert len(out.alert_rows) == 0
-    assert not out.alert_mask.any()
     assert out_for(out, state, "A@W1", "demand_rate_per_h") > 0
 
     out = run(state, [snapshot("A", 8000, on_hand=0)])  # now known and out of stock
@@ -310,7 +309,6 @@ def test_dedup_is_per_sku() -> None:
     assert alerted(state, out) == {"A@W1"}
     out = run(state, [snapshot("A", 60, on_hand=0), snapshot("B", 60, on_hand=0)], params)
     assert alerted(state, out) == {"B@W1"}
-    assert out.alert_mask.tolist() == [False, True]
 
 
 def test_default_dedup_window_is_a_day() -> None:
@@ -332,7 +330,7 @@ def threshold_scenario(stock: int, overrides: dict[str, float]) -> tuple[set[str
         sale(k.split("@")[0], i * 360.0, wh=k.split("@")[1]) for i in range(1, 241) for k in KEYS
     ]
     out = run(state, events)
-    probabilities = {out_for(out, state, k, "probability") for k in KEYS}
+    probabilities = {round(out_for(out, state, k, "probability"), 9) for k in KEYS}
     assert len(probabilities) == 1
     return alerted(state, out), probabilities.pop()
 
@@ -372,12 +370,6 @@ def test_set_thresholds_replaces_previous_overrides() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.xfail(
-    strict=True,
-    reason="with min_history_s=0 a SKU whose history is a single instant has duration 0, so "
-    "rate = 0/0 = NaN; stockout_probability maps a NaN mean to 1.0, so a SKU with stock and "
-    "no sales is scored P=1 and alerted",
-)
 def test_no_sales_is_no_risk_even_without_history_floor() -> None:
     state = SkuState()
     out = run(state, [upsert("A", 0, initial=100)], ScoringParams(min_history_s=0.0))
