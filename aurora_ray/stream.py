@@ -35,7 +35,6 @@ from aurora_ray.settings import Settings
 __all__ = ["ShardMetrics", "ShardProcessor", "partitions_for"]
 
 log = logging.getLogger(__name__)
-_THRESHOLD_REFRESH_S = 2.0
 _LAG_REFRESH_S = 1.0
 
 
@@ -102,8 +101,7 @@ class ShardProcessor:
         self.clock = clock
         self.state = SkuState()
         self.progress = _Progress()
-        self._overrides: dict[str, float] = {}
-        self._thresholds_at = 0.0
+        self._settings_version = -1
         self._lag_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -170,10 +168,7 @@ class ShardProcessor:
             self.progress.dead_letters += len(bad)
         batch = EventBatch.from_events(events)
         self._refresh_thresholds()
-        size_before = len(self.state)
         output = apply_batch(self.state, batch, self.params)
-        if len(self.state) > size_before and self._overrides:
-            self.state.set_thresholds(self._overrides)
         now = self.clock()
         predictions, alerts = build_outputs(
             self.state,
@@ -230,10 +225,11 @@ class ShardProcessor:
 
     # -- side inputs and health ----------------------------------------------------------------
     def _refresh_thresholds(self, *, force: bool = False) -> None:
-        now = self.clock()
-        if not force and now - self._thresholds_at < _THRESHOLD_REFRESH_S:
+        """Reload tenant_settings when its version moved (one cheap read per batch)."""
+        version = self.store.settings_version(self.tenant_id)
+        if not force and version == self._settings_version:
             return
-        self._thresholds_at = now
+        self._settings_version = version
         default, overrides = self.store.thresholds(self.tenant_id)
         if default is not None and default != self.params.default_threshold:
             self.params = ScoringParams(
@@ -243,8 +239,7 @@ class ShardProcessor:
                 min_history_s=self.params.min_history_s,
                 default_threshold=default,
             )
-        if force or overrides != self._overrides:
-            self._overrides = overrides
+        if force or overrides != self.state.overrides:
             self.state.set_thresholds(overrides)
 
     def lag(self) -> int:

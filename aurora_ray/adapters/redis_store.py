@@ -7,6 +7,7 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:client:{client_id}``      hash: tenant_id, secret_hash, scopes
 ``aurora:t:{t}:settings``          hash, the ``tenant_settings`` table: ``default`` and
                                    ``sku:<sku>`` or ``sku:<sku>@<warehouse>`` thresholds
+``aurora:t:{t}:settings_version`` counter bumped by every settings change
 ``aurora:t:{t}:alerts``            zset, member = alert JSON, score = created_at (ms)
 ``aurora:t:{t}:alerts:sku:{sku}``  zset, the same members for one SKU
 ``aurora:t:{t}:dedup:{shard}``     hash sku@warehouse -> event time (s) of the last alert
@@ -137,7 +138,13 @@ class RedisStore:
                 pipe.hdel(key, f"sku:{sku}")
             else:
                 pipe.hset(key, f"sku:{sku}", repr(value))
+        pipe.incr(_k(tenant_id, "settings_version"))
         pipe.execute()
+
+    def settings_version(self, tenant_id: str) -> int:
+        """Bumped by every change of tenant_settings, so shards reload only on change."""
+        raw = cast(bytes | None, self.client.get(_k(tenant_id, "settings_version")))
+        return int(raw) if raw else 0
 
     # -- stream outputs ------------------------------------------------------------------------
     def write_outputs(

@@ -74,6 +74,7 @@ class SkuState:
     def __init__(self, capacity: int = 1024) -> None:
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
+        self.overrides: dict[str, float] = {}  # per-SKU thresholds, also applied to new rows
         self.cols: dict[str, NDArray[np.generic]] = {
             name: np.full(capacity, init, dtype=dtype) for name, (dtype, init) in _COLUMNS.items()
         }
@@ -88,6 +89,7 @@ class SkuState:
         """Row of each key, adding rows for keys not seen before."""
         index = self.index
         rows = np.empty(len(keys), dtype=np.int64)
+        first_new = len(self.keys)
         for i, key in enumerate(keys):
             row = index.get(key)
             if row is None:
@@ -96,6 +98,8 @@ class SkuState:
                 self.keys.append(key)
             rows[i] = row
         self._ensure_capacity(len(self.keys))
+        if self.overrides and len(self.keys) > first_new:
+            self._apply_overrides(range(first_new, len(self.keys)))
         return rows
 
     def _ensure_capacity(self, n: int) -> None:
@@ -110,16 +114,19 @@ class SkuState:
 
     def set_thresholds(self, overrides: dict[str, float]) -> None:
         """Per-key threshold overrides (``sku@warehouse`` or bare ``sku``); others use the default."""
-        column = self.cols["threshold"]
-        column[:] = np.nan
-        if not overrides:
-            return
-        for row, key in enumerate(self.keys):
+        self.overrides = dict(overrides)
+        self.cols["threshold"][:] = np.nan
+        if overrides:
+            self._apply_overrides(range(len(self.keys)))
+
+    def _apply_overrides(self, rows: range) -> None:
+        column, overrides = self.cols["threshold"], self.overrides
+        for row in rows:
+            key = self.keys[row]
             value = overrides.get(key)
             if value is None:
                 value = overrides.get(key.rsplit("@", 1)[0])
-            if value is not None:
-                column[row] = value
+            column[row] = np.nan if value is None else value
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

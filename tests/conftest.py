@@ -1,0 +1,102 @@
+"""Shared fixtures. Integration tests share one Ray instance, one Valkey and one broker per
+session (starting Ray costs ~10 s here); each test gets its own tenant, so topics and keys never
+collide."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aurora_ray.settings import Settings
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    base_url: str
+    data_dir: Path
+
+
+@dataclass
+class TenantClient:
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    client: Any  # aurora_ray.client.AuroraClient
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    import ray
+    from ray import serve
+
+    from aurora_ray import stack as stack_mod
+    from aurora_ray.embedded import free_port, start_tansu, start_valkey
+    from aurora_ray.naming import NAMESPACE, SUPERVISOR_NAME
+
+    data_dir = tmp_path_factory.mktemp("aurora")
+    valkey = start_valkey(data_dir)
+    tansu = start_tansu(data_dir)
+    settings = stack_mod.resolve_settings(
+        Settings(
+            data_dir=data_dir,
+            redis_url=valkey.url,
+            kafka_bootstrap=tansu.url,
+            checkpoint_interval_s=1.0,
+            checkpoint_events=5_000,
+            batch_max_events=2_000,
+        )
+    )
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        namespace=NAMESPACE,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
+    )
+    port = free_port()
+    try:
+        stack_mod.deploy(settings.model_copy(update={"http_port": port}), http_port=port)
+        yield Stack(settings=settings, base_url=f"http://127.0.0.1:{port}", data_dir=data_dir)
+    finally:
+        try:
+            supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
+            ray.get(supervisor.stop.remote(), timeout=60)
+        except Exception:  # noqa: S110 - best effort on teardown
+            pass
+        serve.shutdown()
+        ray.shutdown()
+        tansu.stop()
+        valkey.stop()
+
+
+@pytest.fixture
+def make_tenant(stack: Stack) -> Iterator[Callable[..., TenantClient]]:
+    from aurora_ray.adapters.kafka import TopicAdmin
+    from aurora_ray.adapters.redis_store import RedisStore
+    from aurora_ray.client import AuroraClient
+    from aurora_ray.tenants import create_tenant
+
+    clients: list[Any] = []
+
+    def make(name: str = "test") -> TenantClient:
+        created = create_tenant(
+            stack.settings,
+            RedisStore(stack.settings.redis_url),
+            TopicAdmin(stack.settings.kafka_bootstrap),
+            name=name,
+        )
+        client = AuroraClient(
+            stack.base_url, client_id=created.client_id, client_secret=created.client_secret
+        )
+        clients.append(client)
+        return TenantClient(created.tenant_id, created.client_id, created.client_secret, client)
+
+    yield make
+    for client in clients:
+        client.close()
+
