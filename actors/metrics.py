@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ray.util.metrics import Counter, Gauge, Histogram
 
-_LATENCY_BOUNDARIES = [5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000]
+_LATENCY_BOUNDARIES = [5.0, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000]
 
 
 class RayShardMetrics:
@@ -19,9 +19,7 @@ class RayShardMetrics:
             boundaries=_LATENCY_BOUNDARIES,
             tag_keys=keys,
         )
-        self.alerts = Counter(
-            "alerts_generated_total", description="Alerts raised", tag_keys=keys
-        )
+        self.alerts = Counter("alerts_generated_total", description="Alerts raised", tag_keys=keys)
         self.events = Counter(
             "events_processed_total", description="Events scored by shards", tag_keys=keys
         )

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _HEALTH_EVERY_S = 1.0
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=4)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=4)  # type: ignore[call-overload]
 class TenantShard:
     def __init__(
         self, settings: Settings, tenant_id: str, shard: int, partitions: list[int]

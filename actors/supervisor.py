@@ -13,10 +13,10 @@ from typing import Any
 
 import ray
 
-from aurora_ray.naming import NAMESPACE, SUPERVISOR_NAME, shard_name
 from actors.shard import TenantShard
 from aurora_ray.adapters.kafka import TopicAdmin
 from aurora_ray.adapters.redis_store import RedisStore
+from aurora_ray.naming import NAMESPACE, SUPERVISOR_NAME, shard_name
 from aurora_ray.settings import Settings
 from aurora_ray.stream import partitions_for
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _RECONCILE_EVERY_S = 3.0
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=4)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=4)  # type: ignore[call-overload]
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -57,8 +57,13 @@ def up(port: Annotated[int | None, typer.Option(help="HTTP port (default 8000)")
     settings = load_settings()
     with console.status("starting the stack (Ray takes ~10 s)…"):
         info = stack_up(settings, http_port=port)
-    console.print(f"[green]Aurora is up[/]  API {info.api_url}/docs   Ray dashboard {info.dashboard_url}")
-    console.print(f"Redis {info.redis_url}   Kafka {info.kafka_bootstrap}   embedded: {', '.join(info.embedded) or 'none'}")
+    console.print(
+        f"[green]Aurora is up[/]  API {info.api_url}/docs   Ray dashboard {info.dashboard_url}"
+    )
+    console.print(
+        f"Redis {info.redis_url}   Kafka {info.kafka_bootstrap}   "
+        f"embedded: {', '.join(info.embedded) or 'none'}"
+    )
 
 
 @app.command()
@@ -89,7 +94,11 @@ def status(url: Annotated[str | None, typer.Option(help="API base URL")] = None)
     for name, comp in body.get("components", {}).items():
         if name == "shards":
             for shard in comp.get("shards", []):
-                table.add_row(shard["name"], shard["status"], f"lag {shard.get('lag')}, events {shard.get('events')}")
+                table.add_row(
+                    shard["name"],
+                    shard["status"],
+                    f"lag {shard.get('lag')}, events {shard.get('events')}",
+                )
             continue
         detail = {k: v for k, v in comp.items() if k != "status"}
         table.add_row(name, comp.get("status", "?"), json.dumps(detail) if detail else "")
@@ -117,7 +126,9 @@ def tenants_create(
         raise typer.Exit(2)
     settings = _settings()
     if not settings.redis_url or not settings.kafka_bootstrap:
-        err.print("[red]no Redis/Kafka configured and no embedded stack running: run `aurora up`[/]")
+        err.print(
+            "[red]no Redis/Kafka configured and no embedded stack running: run `aurora up`[/]"
+        )
         raise typer.Exit(1)
     tenant = create_tenant(
         settings,
@@ -145,14 +156,18 @@ def _credentials(client_id: str | None, client_secret: str | None) -> tuple[str,
     cid = client_id or os.environ.get("AURORA_CLIENT_ID")
     secret = client_secret or os.environ.get("AURORA_CLIENT_SECRET")
     if not cid or not secret:
-        err.print("[red]give --client-id/--client-secret or AURORA_CLIENT_ID/AURORA_CLIENT_SECRET[/]")
+        err.print(
+            "[red]give --client-id/--client-secret or AURORA_CLIENT_ID/AURORA_CLIENT_SECRET[/]"
+        )
         raise typer.Exit(2)
     return cid, secret
 
 
 @app.command()
 def ingest(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="NDJSON (or .ndjson.gz)")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="NDJSON (or .ndjson.gz)")
+    ],
     client_id: Annotated[str | None, typer.Option(help="or AURORA_CLIENT_ID")] = None,
     client_secret: Annotated[str | None, typer.Option(help="or AURORA_CLIENT_SECRET")] = None,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="lines per request")] = 1000,
@@ -167,8 +182,12 @@ def ingest(
     total_bytes = file.stat().st_size
     accepted = 0
     with Progress(
-        TextColumn("[bold]ingest"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[accepted]} events"), console=console,
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[accepted]} events"),
+        console=console,
     ) as progress:
         task = progress.add_task("ingest", total=total_bytes, accepted=0)
         for body, size, first_line in iter_ndjson_batches(file, batch):
@@ -183,7 +202,9 @@ def ingest(
 
 
 def _report_rejection(exc: Any, first_line: int, accepted: int) -> None:
-    err.print(f"[red]request refused with HTTP {exc.status}[/]; {accepted} events before it were accepted")
+    err.print(
+        f"[red]request refused with HTTP {exc.status}[/]; {accepted} events before it were accepted"
+    )
     if isinstance(exc.body, list):
         for item in exc.body:
             line = first_line + int(item.get("line", 1)) - 1
@@ -198,11 +219,20 @@ def demo(
     duration: Annotated[float, typer.Option(min=5, help="seconds of streaming")] = 60,
     skus: Annotated[int, typer.Option(min=10, help="SKUs in the catalogue")] = 600,
     port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+    keep: Annotated[bool, typer.Option(help="leave a stack the demo started running")] = False,
 ) -> None:
     """Start the embedded stack if needed and stream a realistic mix; show alerts live."""
     from aurora_ray.demo import run_demo
 
-    code = run_demo(load_settings(), rate=rate, duration=duration, n_skus=skus, port=port, console=console)
+    code = run_demo(
+        load_settings(),
+        rate=rate,
+        duration=duration,
+        n_skus=skus,
+        port=port,
+        console=console,
+        keep=keep,
+    )
     raise typer.Exit(code)
 
 

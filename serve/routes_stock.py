@@ -30,7 +30,8 @@ def router() -> APIRouter:
         who: Principal = Depends(require("alerts:read")),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
     ) -> Any:
-        """Alerts of the token's tenant, newest first; `Link: <…>; rel="next"` when there is more."""
+        """Alerts of the token's tenant, newest first; a `Link: <…>; rel="next"` when there is
+        more."""
         if since is not None and since.tzinfo is None:
             raise HTTPException(422, detail="since must carry a time zone, e.g. ...Z")
         try:

@@ -99,4 +99,3 @@ def make_tenant(stack: Stack) -> Iterator[Callable[..., TenantClient]]:
     yield make
     for client in clients:
         client.close()
-

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from aurora_ray.domain.alerts import AlertRecord
 
@@ -101,7 +102,11 @@ class RedisStore:
     ) -> None:
         self.client.hset(
             f"aurora:client:{client_id}",
-            mapping={"tenant_id": tenant_id, "secret_hash": secret_hash, "scopes": " ".join(scopes)},
+            mapping={
+                "tenant_id": tenant_id,
+                "secret_hash": secret_hash,
+                "scopes": " ".join(scopes),
+            },
         )
 
     def get_client(self, client_id: str) -> dict[str, str] | None:
@@ -158,7 +163,7 @@ class RedisStore:
     ) -> None:
         """Write a micro-batch's predictions and alerts (with their dedup marks) atomically."""
         pipe = self.client.pipeline(transaction=True)
-        by_sku: dict[str, dict[str, str]] = {}
+        by_sku: dict[str, dict[FieldT, EncodableT]] = {}
         for key, prediction in predictions.items():
             sku, warehouse = key.rsplit("@", 1)
             by_sku.setdefault(sku, {})[warehouse] = json.dumps(prediction, separators=(",", ":"))
@@ -167,7 +172,7 @@ class RedisStore:
         if by_sku:
             pipe.sadd(_k(tenant_id, "skus"), *by_sku)
         if alerts:
-            dedup: dict[str, str] = {}
+            dedup: dict[FieldT, EncodableT] = {}
             members: dict[str, float] = {}
             for alert in alerts:
                 member = alert_member(alert.to_api())
@@ -264,9 +269,7 @@ class RedisStore:
         else:
             skus = [
                 s.decode()
-                for s in cast(
-                    list[bytes], self.client.sscan(_k(tenant_id, "skus"), count=limit)[1]
-                )
+                for s in cast(list[bytes], self.client.sscan(_k(tenant_id, "skus"), count=limit)[1])
             ]
             skus = sorted(skus)[:limit]
         pipe = self.client.pipeline(transaction=False)

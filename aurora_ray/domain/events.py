@@ -210,7 +210,9 @@ def _parse_line(
     if env.occurred_at is not None:
         if env.occurred_at.tzinfo is None:
             errors.append(
-                LineError(line_no, "occurred_at", "must carry a time zone, e.g. 2025-05-31T22:00:00Z")
+                LineError(
+                    line_no, "occurred_at", "must carry a time zone, e.g. 2025-05-31T22:00:00Z"
+                )
             )
         else:
             ts_ms = (env.occurred_at - _EPOCH) // timedelta(milliseconds=1)
@@ -247,7 +249,10 @@ def _parse_line(
     sku = typed.sku
     if sku is None:
         if typed.sku_id is None:
-            return [*errors, LineError(line_no, "payload.sku", "Object missing required field `sku`")]
+            return [
+                *errors,
+                LineError(line_no, "payload.sku", "Object missing required field `sku`"),
+            ]
         sku = typed.sku_id
     if isinstance(typed, OrderCreated) and typed.currency not in ISO_4217:
         errors.append(

@@ -108,12 +108,12 @@ class SkuState:
             return
         new_capacity = max(n, capacity * 2)
         for name, (dtype, init) in _COLUMNS.items():
-            grown = np.full(new_capacity, init, dtype=dtype)
+            grown: NDArray[np.generic] = np.full(new_capacity, init, dtype=dtype)
             grown[:capacity] = self.cols[name]
             self.cols[name] = grown
 
     def set_thresholds(self, overrides: dict[str, float]) -> None:
-        """Per-key threshold overrides (``sku@warehouse`` or bare ``sku``); others use the default."""
+        """Per-key thresholds (``sku@warehouse`` or bare ``sku``); the rest use the default."""
         self.overrides = dict(overrides)
         self.cols["threshold"][:] = np.nan
         if overrides:
@@ -236,16 +236,14 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
     row_start = _segment_starts(first_of_row)
 
     # -- stock: segments restart at every absolute set (snapshot, or upsert of unknown stock) ---
-    known_before = state.cols["stock_known"][rows]
+    known_before = state.cols["stock_known"][rows].astype(bool)
     is_set = code == _SNAPSHOT
     setting = np.flatnonzero((code == _SNAPSHOT) | (code == _UPSERTED))
     if len(setting):
         # An upsert sets stock only while the SKU's stock is unknown: no stock before the batch
         # and no snapshot or upsert before it in the batch.
         first_setting = setting[np.r_[True, rows[setting][1:] != rows[setting][:-1]]]
-        effective = first_setting[
-            (code[first_setting] == _UPSERTED) & ~known_before[first_setting]
-        ]
+        effective = first_setting[(code[first_setting] == _UPSERTED) & ~known_before[first_setting]]
         is_set[effective] = True
     delta = np.zeros(n, dtype=np.int64)
     delta[code == _CREATED] = -qty[code == _CREATED]
@@ -329,8 +327,8 @@ def _raise_alerts(
 ) -> I64:
     """Events (indexes into the sorted batch) that raise an alert: probability at or over the
     SKU's threshold, and no alert for that SKU in the dedup window before (event time)."""
-    threshold = state.cols["threshold"][rows]
-    threshold = np.where(np.isnan(threshold), params.default_threshold, threshold)
+    override = state.cols["threshold"][rows].astype(np.float64)
+    threshold = np.where(np.isnan(override), params.default_threshold, override)
     candidates = np.flatnonzero(known & (probability >= threshold))
     if not len(candidates):
         return np.empty(0, dtype=np.int64)

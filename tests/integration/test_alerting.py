@@ -43,7 +43,9 @@ def test_steady_seller_is_alerted_a_day_ahead_and_ample_stock_is_not(make_tenant
         for i in range(4 * per_hour):
             at = t0 + block * 4 * HOUR + (i + 1) * HOUR / per_hour
             for sku in ("DRAIN", "PLENTY"):
-                events.append(order(tenant.tenant_id, sku, "DE-HAM", 1, at=at, order_id=f"{sku}-{block}-{i}"))
+                events.append(
+                    order(tenant.tenant_id, sku, "DE-HAM", 1, at=at, order_id=f"{sku}-{block}-{i}")
+                )
         assert api.post_events(ndjson(events)) == len(events)
 
     def caught_up():

@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+
 from aurora_ray.testing import ndjson, order, topic_records
 
 pytestmark = pytest.mark.integration
