@@ -56,7 +56,11 @@ class Supervisor:
 
     def _ensure_tenant(self, tenant_id: str) -> list[str]:
         settings = self.settings
-        self.admin.ensure_topic(settings.topic_for(tenant_id), settings.partitions_per_topic)
+        self.admin.ensure_topic(
+            settings.topic_for(tenant_id),
+            settings.partitions_per_topic,
+            replication=settings.topic_replication_factor,
+        )
         names = []
         for shard in range(settings.shards_per_tenant):
             name = shard_name(tenant_id, shard)
@@ -70,7 +74,10 @@ class Supervisor:
                     shard, settings.shards_per_tenant, settings.partitions_per_topic
                 )
                 handle = TenantShard.options(  # type: ignore[attr-defined]
-                    name=name, namespace=NAMESPACE, get_if_exists=True
+                    name=name,
+                    namespace=NAMESPACE,
+                    get_if_exists=True,
+                    resources=dict(settings.shard_resources),
                 ).remote(settings, tenant_id, shard, partitions)
                 log.info("started shard %s on partitions %s", name, partitions)
             self.shards[name] = handle

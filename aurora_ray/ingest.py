@@ -20,11 +20,19 @@ NDJSON_TYPES = frozenset(
 
 
 class IngestError(Exception):
-    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        rejected_lines: int = 0,
+    ) -> None:
         super().__init__(f"{status}: {body}")
         self.status = status
         self.body = body
         self.headers = headers or {}
+        self.rejected_lines = rejected_lines  # 0 when the body was refused before parsing
 
 
 @dataclass
@@ -97,9 +105,14 @@ def prepare_ingest(
                 "message": f"{len(lines)} line(s) carry a tenant_id other than the token's",
                 "lines": lines[:max_errors],
             },
+            rejected_lines=len(lines) + parsed.error_lines + len(parsed.events),
         )
     if parsed.errors:
-        raise IngestError(400, [e.as_dict() for e in parsed.errors])
+        raise IngestError(
+            400,
+            [e.as_dict() for e in parsed.errors],
+            rejected_lines=parsed.error_lines + len(parsed.events),
+        )
     if not parsed.events:
         raise IngestError(400, [{"line": 0, "field": "body", "message": "no events in the body"}])
     records = [

@@ -43,14 +43,19 @@ class Settings(BaseSettings):
     default_threshold: float = Field(0.7, gt=0, le=1)
     dedup_window_hours: float = Field(24.0, ge=0)
     rate_half_life_hours: float = Field(72.0, gt=0)
+    min_history_hours: float = Field(6.0, ge=0)
     model_version: str = "analytic-nb-1"
 
     # Stream processing.
     checkpoint_interval_s: float = Field(5.0, gt=0)
     checkpoint_events: int = Field(50_000, gt=0)
     partitions_per_topic: int = Field(4, ge=1)
+    topic_replication_factor: int = Field(1, ge=1)
     shards_per_tenant: int = Field(1, ge=1)
     batch_max_events: int = Field(10_000, ge=1)
+    # Ray custom resources a shard asks for, e.g. {"stream": 1} to keep shards on the
+    # cluster.yaml "stream" workers (AURORA_SHARD_RESOURCES='{"stream": 1}').
+    shard_resources: dict[str, float] = Field(default_factory=dict)
 
     # HTTP.
     http_host: str = "127.0.0.1"

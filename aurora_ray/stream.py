@@ -91,6 +91,7 @@ class ShardProcessor:
             horizon_s=settings.horizon_s,
             half_life_s=settings.rate_half_life_s,
             dedup_window_s=settings.dedup_window_s,
+            min_history_s=settings.min_history_hours * 3600.0,
             default_threshold=settings.default_threshold,
         )
         self._consumer_factory = consumer_factory or (
@@ -157,9 +158,24 @@ class ShardProcessor:
             if partition is not None and offset is not None:
                 self.progress.offsets[partition] = offset + 1
         if values:
-            self._process(values)
+            try:
+                self._process(values)
+            except Exception:
+                # The batch's outputs may not have been written: fall back to the last
+                # checkpoint and replay from its offsets, exactly as after a crash.
+                log.exception("batch failed on %s; restoring the last checkpoint", self.topic)
+                self._reset_to_checkpoint()
+                raise
         self._maybe_checkpoint()
         return len(values)
+
+    def _reset_to_checkpoint(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        self.state = SkuState()
+        self.progress = _Progress()
+        self.restore()
 
     def _process(self, values: list[bytes]) -> None:
         events, bad = decode_stream_events(values)

@@ -45,7 +45,11 @@ def create_tenant(
     if not name.strip():
         raise ValueError("the tenant name must not be empty")
     tenant_id = str(uuid.uuid4())
-    admin.ensure_topic(settings.topic_for(tenant_id), settings.partitions_per_topic)
+    admin.ensure_topic(
+        settings.topic_for(tenant_id),
+        settings.partitions_per_topic,
+        replication=settings.topic_replication_factor,
+    )
     client_id, client_secret = new_client_credentials()
     store.put_client(
         client_id, tenant_id=tenant_id, secret_hash=hash_secret(client_secret), scopes=ALL_SCOPES

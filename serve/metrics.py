@@ -14,7 +14,8 @@ class ApiMetrics:
         )
         self.rejected = Counter(
             "events_rejected_total",
-            description="Lines refused by POST /ingest/events",
+            description="Events refused by POST /ingest/events (every line of a refused "
+            "request; 1 for a request refused before its lines were read)",
             tag_keys=("tenant", "reason"),
         )
 

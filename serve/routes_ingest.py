@@ -66,7 +66,8 @@ def router(metrics: ApiMetrics) -> APIRouter:
                 max_errors=settings.max_error_lines,
             )
         except IngestError as exc:
-            metrics.refused(who.tenant_id, 1, f"http_{exc.status}")
+            # Every line of a refused request counts (all or nothing); 1 if never parsed.
+            metrics.refused(who.tenant_id, max(1, exc.rejected_lines), f"http_{exc.status}")
             return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
         topic = settings.topic_for(who.tenant_id)
         if not ctx.topic_exists(topic):

@@ -14,6 +14,12 @@ from serve.context import ApiContext
 from serve.deps import context, require
 
 
+def _link_next(request: Request, response: Response, name: str, value: str) -> None:
+    params = {k: v for k, v in request.query_params.items() if k != name}
+    params[name] = value
+    response.headers["Link"] = f'<{request.url.replace(query=urlencode(params))}>; rel="next"'
+
+
 def router() -> APIRouter:
     api = APIRouter()
 
@@ -47,22 +53,28 @@ def router() -> APIRouter:
         except ValueError as exc:
             raise HTTPException(400, detail=f"invalid cursor: {exc}") from exc
         if page.next_cursor:
-            params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-            params["cursor"] = page.next_cursor
-            url = request.url.replace(query=urlencode(params))
-            response.headers["Link"] = f'<{url}>; rel="next"'
+            _link_next(request, response, "cursor", page.next_cursor)
         return page.alerts
 
     @api.get("/stock/predictions", response_model=list[PredictionOut], tags=["stock"])
     def list_predictions(
+        request: Request,
+        response: Response,
         sku: str | None = None,
         warehouse: str | None = None,
-        limit: int = Query(1000, ge=1, le=10000),
+        limit: int = Query(1000, ge=1, le=10000, description="SKUs per page"),
+        after: str | None = Query(None, description="from the Link rel=next header"),
         who: Principal = Depends(require("alerts:read")),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
     ) -> Any:
-        """Each matching SKU's live picture: stock, demand rate, probability, as of event time."""
-        return ctx.store.predictions(who.tenant_id, sku=sku, warehouse=warehouse, limit=limit)
+        """Each matching SKU's live picture: stock, demand rate, probability, as of event time;
+        ordered by SKU, with a `Link: <…>; rel="next"` header when there is more."""
+        rows, next_after = ctx.store.predictions(
+            who.tenant_id, sku=sku, warehouse=warehouse, limit=limit, after=after
+        )
+        if next_after:
+            _link_next(request, response, "after", next_after)
+        return rows
 
     @api.get("/settings/thresholds", response_model=ThresholdsOut, tags=["settings"])
     def get_thresholds(

@@ -63,12 +63,14 @@ class TopicAdmin:
         metadata = self.admin.list_topics(timeout=timeout)
         return {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}
 
-    def ensure_topic(self, topic: str, partitions: int, timeout: float = 10.0) -> bool:
+    def ensure_topic(
+        self, topic: str, partitions: int, *, replication: int = 1, timeout: float = 10.0
+    ) -> bool:
         """Create ``topic`` if missing; True when it was created."""
         if topic in self.topics(timeout):
             return False
         futures = self.admin.create_topics(
-            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+            [NewTopic(topic, num_partitions=partitions, replication_factor=replication)]
         )
         try:
             futures[topic].result(timeout)

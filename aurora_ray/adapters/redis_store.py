@@ -13,7 +13,8 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:t:{t}:dedup:{shard}``     hash sku@warehouse -> event time (s) of the last alert
 ``aurora:t:{t}:deadletter``        list of topic records that could not be decoded
 ``aurora:t:{t}:pred:{sku}``        hash warehouse -> latest prediction JSON
-``aurora:t:{t}:skus``              set of SKUs with predictions
+``aurora:t:{t}:skus``              zset (all scores 0, so ordered by name) of SKUs with
+                                   predictions
 ``aurora:t:{t}:ckpt:{shard}``      hash: state (bytes), offsets (JSON), at, events
 ``aurora:t:{t}:shard:{shard}``     hash: shard health (heartbeat, lag, last checkpoint)
 ``aurora:t:{t}:counters``          hash of event counters
@@ -170,7 +171,7 @@ class RedisStore:
         for sku, mapping in by_sku.items():
             pipe.hset(_k(tenant_id, "pred", sku), mapping=mapping)
         if by_sku:
-            pipe.sadd(_k(tenant_id, "skus"), *by_sku)
+            pipe.zadd(_k(tenant_id, "skus"), dict.fromkeys(by_sku, 0))
         if alerts:
             dedup: dict[FieldT, EncodableT] = {}
             members: dict[str, float] = {}
@@ -262,16 +263,26 @@ class RedisStore:
         return AlertPage(out, next_cursor)
 
     def predictions(
-        self, tenant_id: str, *, sku: str | None, warehouse: str | None, limit: int = 1000
-    ) -> list[dict[str, Any]]:
+        self,
+        tenant_id: str,
+        *,
+        sku: str | None,
+        warehouse: str | None,
+        limit: int = 1000,
+        after: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Latest predictions, ordered by SKU name; ``limit`` SKUs a page, ``after`` the last SKU
+        of the previous page. Returns the page and the cursor of the next one (or None)."""
         if sku:
-            skus = [sku]
+            skus, next_after = [sku], None
         else:
-            skus = [
-                s.decode()
-                for s in cast(list[bytes], self.client.sscan(_k(tenant_id, "skus"), count=limit)[1])
-            ]
-            skus = sorted(skus)[:limit]
+            low = f"({after}" if after else "-"
+            raw = cast(
+                list[bytes],
+                self.client.zrangebylex(_k(tenant_id, "skus"), low, "+", start=0, num=limit + 1),
+            )
+            skus = [s.decode() for s in raw[:limit]]
+            next_after = skus[-1] if len(raw) > limit else None
         pipe = self.client.pipeline(transaction=False)
         for s in skus:
             if warehouse:
@@ -282,7 +293,8 @@ class RedisStore:
         for result in pipe.execute():
             values = result if isinstance(result, list) else [result]
             out.extend(json.loads(v) for v in values if v)
-        return sorted(out, key=lambda p: (p["sku"], p["warehouse"]))[:limit]
+        out.sort(key=lambda p: (p["sku"], p["warehouse"]))
+        return out, next_after
 
     # -- checkpoints and health ----------------------------------------------------------------
     def save_checkpoint(self, tenant_id: str, shard: int, checkpoint: Checkpoint) -> None:

@@ -223,14 +223,14 @@ def _parse_line(
         ts_ms=ts_ms,
         received_ms=received_ms,
     )
+    try:
+        payload = msgspec.json.decode(env.payload)
+    except msgspec.DecodeError as exc:
+        return [*errors, LineError(line_no, "payload", f"invalid JSON: {exc}")]
+    if not isinstance(payload, dict):
+        return [*errors, LineError(line_no, "payload", "must be a JSON object")]
     payload_type = _PAYLOAD_TYPES.get(env.event_type)
     if payload_type is None:
-        try:
-            payload = msgspec.json.decode(env.payload)
-        except msgspec.DecodeError as exc:
-            return [*errors, LineError(line_no, "payload", f"invalid JSON: {exc}")]
-        if not isinstance(payload, dict):
-            return [*errors, LineError(line_no, "payload", "must be a JSON object")]
         event.payload = payload
         if isinstance(payload.get("sku"), str) and isinstance(payload.get("warehouse"), str):
             event.sku, event.warehouse = payload["sku"], payload["warehouse"]
@@ -239,7 +239,7 @@ def _parse_line(
         batch.unknown_types += 1
         return event
     try:
-        typed = msgspec.json.decode(env.payload, type=payload_type)
+        typed = msgspec.convert(payload, type=payload_type)
     except msgspec.ValidationError as exc:
         name, message = _split_error(exc, "payload")
         missing = _missing_field(message)
@@ -273,10 +273,10 @@ def _parse_line(
         event.value = typed.on_hand
     elif isinstance(typed, SkuUpserted):
         event.value = typed.initial_stock if typed.initial_stock is not None else -1
-    payload_out = msgspec.to_builtins(typed)
-    payload_out.pop("sku_id", None)
-    payload_out["sku"] = sku
-    event.payload = payload_out
+    # Keep everything the client sent (extra fields too), with `sku` in its 1.0 name.
+    payload.pop("sku_id", None)
+    payload["sku"] = sku
+    event.payload = payload
     return event
 
 

@@ -177,7 +177,7 @@ class EventBatch:
             value=np.fromiter((e.value for e in scored), np.int64, len(scored)),
             received_s=np.fromiter((e.received_ms for e in scored), np.float64, len(scored))
             / 1000.0,
-            unknown=len(events) - len(scored),
+            unknown=sum(1 for e in events if e.event_type not in TYPE_CODES),
         )
 
     def __len__(self) -> int:
