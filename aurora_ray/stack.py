@@ -146,7 +146,7 @@ def _start_ray(settings: Settings) -> None:
     wait_port(_RAY_GCS_PORT, timeout=60, what="ray start --head", process=process)
 
 
-def _stop_ray(settings: Settings, timeout: float = 15.0) -> bool:
+def _stop_ray(settings: Settings, timeout: float = 3.0) -> bool:
     """SIGTERM the whole process group of `ray start --block` (GCS, raylet, dashboard, workers),
     then SIGKILL what is left; other Ray clusters on the machine are not touched."""
     record = read_pid_file(settings.data_dir / "run" / "ray.pid")
@@ -252,8 +252,13 @@ def _running_or_start(pid_file: Path, start: Any) -> str:
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop what ``up`` started: shards (final checkpoint), Serve, Ray, the embedded servers."""
+    """Stop what ``up`` started: shards (final checkpoint), Serve, Ray, the embedded servers.
+
+    When ``up`` started the Ray head, stopping it ends Serve with it: Serve's own graceful
+    shutdown is skipped, since it can wait a long time for replicas that are about to go anyway.
+    """
     stopped: list[str] = []
+    our_ray = read_pid_file(settings.data_dir / "run" / "ray.pid") is not None
     if port_open(_RAY_GCS_PORT):
         with contextlib.suppress(Exception):
             _use_ray_env(settings)
@@ -265,7 +270,8 @@ def down(settings: Settings) -> list[str]:
                 supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
                 ray.get(supervisor.stop.remote(), timeout=60)
                 ray.kill(supervisor, no_restart=True)
-            serve.shutdown()  # type: ignore[no-untyped-call]
+            if not our_ray:
+                serve.shutdown()  # type: ignore[no-untyped-call]
             ray.shutdown()
             stopped.append("serve")
     if _stop_ray(settings):
