@@ -63,16 +63,7 @@ def decode_body(
         raise IngestError(413, _too_large(max_bytes))
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "gzip":
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            data = inflater.decompress(body, max_bytes + 1)
-        except zlib.error as exc:
-            raise IngestError(
-                400, [{"line": 0, "field": "body", "message": f"invalid gzip: {exc}"}]
-            ) from exc
-        if len(data) > max_bytes or inflater.unconsumed_tail:
-            raise IngestError(413, _too_large(max_bytes))
-        return data
+        return _gunzip(body, max_bytes)
     if encoding not in ("identity", ""):
         raise IngestError(
             415,
@@ -82,6 +73,32 @@ def decode_body(
             },
         )
     return body
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    """Inflate every gzip member (concatenated members are one valid stream), never more than
+    ``max_bytes`` in all."""
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while rest:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            data = inflater.decompress(rest, max_bytes + 1 - size)
+        except zlib.error as exc:
+            raise IngestError(
+                400, [{"line": 0, "field": "body", "message": f"invalid gzip: {exc}"}]
+            ) from exc
+        size += len(data)
+        if size > max_bytes or inflater.unconsumed_tail:
+            raise IngestError(413, _too_large(max_bytes))
+        if not inflater.eof:
+            raise IngestError(
+                400, [{"line": 0, "field": "body", "message": "invalid gzip: truncated stream"}]
+            )
+        parts.append(data)
+        rest = inflater.unused_data
+    return b"".join(parts)
 
 
 def _too_large(max_bytes: int) -> dict[str, str]:

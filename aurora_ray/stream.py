@@ -98,6 +98,7 @@ class ShardProcessor:
             lambda: make_consumer(settings.kafka_bootstrap, f"aurora-{tenant_id}-{shard}")
         )
         self._consumer: Consumer | None = None
+        self._watermarks: Consumer | None = None
         self.metrics: ShardMetrics = metrics or _NoMetrics()
         self.clock = clock
         self.state = SkuState()
@@ -141,12 +142,19 @@ class ShardProcessor:
             self.checkpoint()
             self._consumer.close()
             self._consumer = None
+        if self._watermarks is not None:
+            self._watermarks.close()
+            self._watermarks = None
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self, timeout: float = 0.2) -> int:
-        """Process one micro-batch; returns the number of records consumed."""
+        """Process one micro-batch; returns the number of records consumed.
+
+        Restores first when there is nothing restored yet, or when an earlier restore failed
+        (Redis down, say): a shard always resumes from its last checkpoint."""
         if self._consumer is None:
-            raise RuntimeError("restore() must be called before step()")
+            self.restore()
+        assert self._consumer is not None  # noqa: S101 - restore() sets it
         messages = self._consumer.consume(self.settings.batch_max_events, timeout=timeout)
         values: list[bytes] = []
         for message in messages:
@@ -170,12 +178,22 @@ class ShardProcessor:
         return len(values)
 
     def _reset_to_checkpoint(self) -> None:
+        """Drop everything since the last checkpoint and restore it; if even that fails (Redis
+        still down), the next step() tries again."""
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
         self.state = SkuState()
         self.progress = _Progress()
-        self.restore()
+        try:
+            self.restore()
+        except Exception:
+            log.exception("restore of %s failed; the next step retries", self.topic)
+            if self._consumer is not None:
+                self._consumer.close()
+            self._consumer = None
+            self.state = SkuState()
+            self.progress = _Progress()
 
     def _process(self, values: list[bytes]) -> None:
         events, bad = decode_stream_events(values)
@@ -262,13 +280,17 @@ class ShardProcessor:
 
     def lag(self) -> int:
         now = self.clock()
-        if self._consumer is None or now - self._lag_at < _LAG_REFRESH_S:
+        if now - self._lag_at < _LAG_REFRESH_S:
             return self.progress.lag
         self._lag_at = now
         total = 0
+        if self._watermarks is None:
+            # A consumer of its own, never assigned: asking the main one would wait behind its
+            # open fetch (up to fetch.wait.max.ms a partition) and stall the loop.
+            self._watermarks = self._consumer_factory()
         for p in self.partitions:
             try:
-                low, high = self._consumer.get_watermark_offsets(
+                low, high = self._watermarks.get_watermark_offsets(
                     TopicPartition(self.topic, p), timeout=1.0
                 )
             except Exception:  # health must not break the loop

@@ -70,7 +70,15 @@ def router(metrics: ApiMetrics) -> APIRouter:
             metrics.refused(who.tenant_id, max(1, exc.rejected_lines), f"http_{exc.status}")
             return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
         topic = settings.topic_for(who.tenant_id)
-        if not ctx.topic_exists(topic):
+        try:
+            exists = ctx.topic_exists(topic)
+        except Exception as exc:  # the broker cannot even be asked
+            return JSONResponse(
+                {"error": "unavailable", "message": f"the broker does not answer: {exc}"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        if not exists:
             return JSONResponse(
                 {"error": "unavailable", "message": f"topic {topic} is missing"}, status_code=503
             )
@@ -89,9 +97,9 @@ def router(metrics: ApiMetrics) -> APIRouter:
             {"accepted": prepared.accepted}, status_code=202, headers=prepared.headers
         )
 
-    @api.api_route(
-        "/ingest", methods=["GET", "POST", "PUT"], status_code=410, include_in_schema=True
-    )
+    @api.get("/ingest", status_code=410, operation_id="ingest_gone_get")
+    @api.post("/ingest", status_code=410, operation_id="ingest_gone_post")
+    @api.put("/ingest", status_code=410, operation_id="ingest_gone_put")
     async def ingest_gone() -> JSONResponse:
         """Renamed in 1.0: use POST /v1/ingest/events."""
         return JSONResponse(

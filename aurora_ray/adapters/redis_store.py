@@ -230,6 +230,8 @@ class RedisStore:
             high = repr(after[0])
         out: list[dict[str, Any]] = []
         offset, scanned = 0, 0
+        last_seen: tuple[float, str] | None = None
+        exhausted = False
         while len(out) <= limit and scanned < _ALERT_SCAN_LIMIT:
             chunk = cast(
                 list[tuple[bytes, float]],
@@ -238,11 +240,13 @@ class RedisStore:
                 ),
             )
             if not chunk:
+                exhausted = True
                 break
             offset += len(chunk)
             scanned += len(chunk)
             for member, score in chunk:
                 alert = json.loads(member)
+                last_seen = (score, alert["alert_id"])
                 if after and score == after[0] and alert["alert_id"] >= after[1]:
                     continue
                 if warehouse and alert["warehouse"] != warehouse:
@@ -258,6 +262,10 @@ class RedisStore:
             last = out[limit - 1]
             next_cursor = f"{last['_score']!r}:{last['alert_id']}"
             out = out[:limit]
+        elif not exhausted and last_seen is not None and scanned >= _ALERT_SCAN_LIMIT:
+            # The scan bound was reached before the page filled: let the client go on from
+            # the last alert looked at (the page may be short, even empty).
+            next_cursor = f"{last_seen[0]!r}:{last_seen[1]}"
         for alert in out:
             alert.pop("_score", None)
         return AlertPage(out, next_cursor)

@@ -166,6 +166,7 @@ class ParsedBatch:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TS_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _encoder = msgspec.json.Encoder()
 _stream_decoder = msgspec.json.Decoder(StreamEvent)
@@ -280,8 +281,16 @@ def _parse_line(
     return event
 
 
+MAX_LINE_BYTES: Final = 512 * 1024  # well under the broker's 1 MB message limit
+
+
 def parse_ndjson(
-    body: bytes, *, tenant_id: str, received_ms: int, max_errors: int = 100
+    body: bytes,
+    *,
+    tenant_id: str,
+    received_ms: int,
+    max_errors: int = 100,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ParsedBatch:
     """Validate an NDJSON body line by line (1-based line numbers; blank lines are skipped).
 
@@ -293,6 +302,12 @@ def parse_ndjson(
     tenant_id = str(uuid.UUID(tenant_id))
     for line_no, raw in enumerate(body.split(b"\n"), start=1):
         if not raw.strip():
+            continue
+        if len(raw) > max_line_bytes:
+            batch.error_lines += 1
+            if len(batch.errors) < max_errors:
+                message = f"the line is {len(raw)} bytes; at most {max_line_bytes} are accepted"
+                batch.errors.append(LineError(line_no, "line", message))
             continue
         result = _parse_line(
             raw, line_no=line_no, tenant_id=tenant_id, received_ms=received_ms, batch=batch
@@ -320,7 +335,12 @@ def decode_stream_events(values: list[bytes]) -> tuple[list[StreamEvent], list[i
     bad: list[int] = []
     for i, value in enumerate(values):
         try:
-            events.append(_stream_decoder.decode(value))
+            event = _stream_decoder.decode(value)
         except (msgspec.DecodeError, msgspec.ValidationError):
             bad.append(i)
+            continue
+        if not (0 <= event.ts_ms <= MAX_TS_MS and 0 <= event.received_ms <= MAX_TS_MS):
+            bad.append(i)  # a time no calendar can show: another producer's garbage
+            continue
+        events.append(event)
     return events, bad
