@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 __all__ = [
     "AlertOut",
@@ -56,6 +56,14 @@ class ThresholdUpdate(BaseModel):
         default_factory=dict,
         description="per-SKU thresholds keyed by `sku` or `sku@warehouse`; null removes one",
     )
+
+    @field_validator("skus")
+    @classmethod
+    def _in_range(cls, skus: dict[str, float | None]) -> dict[str, float | None]:
+        for key, value in skus.items():
+            if value is not None and not 0 < value <= 1:
+                raise ValueError(f"threshold of {key!r} must be in (0, 1], got {value}")
+        return skus
 
 
 class ThresholdsOut(BaseModel):

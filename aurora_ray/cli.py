@@ -124,20 +124,27 @@ def tenants_create(
     if tier not in ("standard", "premium"):
         err.print(f"[red]--tier must be standard or premium, not {tier!r}[/]")
         raise typer.Exit(2)
+    if not name.strip():
+        err.print("[red]--name must not be empty[/]")
+        raise typer.Exit(2)
     settings = _settings()
     if not settings.redis_url or not settings.kafka_bootstrap:
         err.print(
             "[red]no Redis/Kafka configured and no embedded stack running: run `aurora up`[/]"
         )
         raise typer.Exit(1)
-    tenant = create_tenant(
-        settings,
-        RedisStore(settings.redis_url),
-        TopicAdmin(settings.kafka_bootstrap),
-        name=name,
-        region=region,  # type: ignore[arg-type]
-        tier=tier,  # type: ignore[arg-type]
-    )
+    try:
+        tenant = create_tenant(
+            settings,
+            RedisStore(settings.redis_url),
+            TopicAdmin(settings.kafka_bootstrap),
+            name=name,
+            region=region,  # type: ignore[arg-type]
+            tier=tier,  # type: ignore[arg-type]
+        )
+    except Exception as exc:  # Redis or the broker unreachable: one line, not a traceback
+        err.print(f"[red]could not create the tenant:[/] {exc}")
+        raise typer.Exit(1) from exc
     record = {
         "tenant_id": tenant.tenant_id,
         "client_id": tenant.client_id,
@@ -196,6 +203,13 @@ def ingest(
             except ApiError as exc:
                 progress.stop()
                 _report_rejection(exc, first_line, accepted)
+                raise typer.Exit(1) from exc
+            except httpx.HTTPError as exc:
+                progress.stop()
+                err.print(
+                    f"[red]the API at {client.base_url} does not answer:[/] {exc}; "
+                    f"{accepted} events before line {first_line} were accepted"
+                )
                 raise typer.Exit(1) from exc
             progress.update(task, advance=size, accepted=accepted)
     console.print(f"[green]{accepted} events accepted[/]")

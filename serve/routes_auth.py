@@ -16,9 +16,16 @@ from aurora_ray.tenants import grant_token
 from serve.context import ApiContext
 from serve.deps import context
 
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 5.1
 
-def _oauth_error(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": code, "error_description": message}, status_code=status)
+
+def _oauth_error(code: str, message: str, status: int, *, basic: bool = False) -> JSONResponse:
+    headers = dict(_NO_STORE)
+    if status == 401 and basic:
+        headers["WWW-Authenticate"] = 'Basic realm="aurora"'  # RFC 6749 5.2
+    return JSONResponse(
+        {"error": code, "error_description": message}, status_code=status, headers=headers
+    )
 
 
 def _basic(header: str | None) -> tuple[str, str] | None:
@@ -69,7 +76,12 @@ def router(ray_health: Any) -> APIRouter:
             str(form.get("client_secret") or ""),
         )
         if not client_id or not secret:
-            return _oauth_error("invalid_client", "client_id and client_secret are required", 401)
+            return _oauth_error(
+                "invalid_client",
+                "client_id and client_secret are required",
+                401,
+                basic=request.headers.get("authorization") is not None,
+            )
         scope = form.get("scope")
         try:
             access, scopes = grant_token(
@@ -81,13 +93,14 @@ def router(ray_health: Any) -> APIRouter:
             )
         except AuthError as exc:
             code = "invalid_scope" if exc.status == 400 else "invalid_client"
-            return _oauth_error(code, str(exc), exc.status)
-        return {
+            return _oauth_error(code, str(exc), exc.status, basic=basic is not None)
+        body = {
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": ctx.settings.token_ttl_s,
             "scope": " ".join(sorted(scopes)),
         }
+        return JSONResponse(body, headers=_NO_STORE)
 
     @api.get(
         "/status", response_model=StatusOut, tags=["ops"], responses={503: {"model": StatusOut}}

@@ -52,6 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
     )
     ray.init(
+        address="local",  # always a fresh local instance, never someone's running cluster
         num_cpus=4,
         include_dashboard=False,
         namespace=NAMESPACE,

@@ -1,0 +1,226 @@
+"""The `aurora` command line, run as a subprocess against the session stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aurora_ray.adapters.kafka import TopicAdmin
+from aurora_ray.testing import ndjson, order, sku_upserted, wait_for
+from tests.integration.helpers import topic_size
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _aurora_command() -> list[str]:
+    script = Path(sys.executable).parent / "aurora"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aurora_ray.cli"]
+
+
+def _env(stack) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AURORA_", "RAY_"))}
+    env.update(
+        AURORA_REDIS_URL=stack.settings.redis_url,
+        AURORA_KAFKA_BOOTSTRAP=stack.settings.kafka_bootstrap,
+        AURORA_DATA_DIR=str(stack.data_dir),
+        AURORA_JWT_SECRET=stack.settings.jwt_secret.get_secret_value(),
+        COLUMNS="240",  # rich wraps at 80 columns without a terminal
+        NO_COLOR="1",
+    )
+    return env
+
+
+def aurora(stack, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_aurora_command(), *args],
+        env=_env(stack),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_tenant(stack) -> dict[str, Any]:
+    result = aurora(stack, "tenants", "create", "--name", "cli-tenant", "--json")
+    assert result.returncode == 0, result.stderr
+    return {"result": result, "record": json.loads(result.stdout)}
+
+
+def test_tenants_create_json_prints_one_object_and_makes_the_topic(stack, cli_tenant) -> None:
+    result = cli_tenant["result"]
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stdout
+    record = json.loads(lines[0])
+    assert isinstance(record, dict)
+    assert set(record) == {"tenant_id", "client_id", "client_secret"}
+    assert all(isinstance(v, str) and v for v in record.values())
+    topic = f"{record['tenant_id']}-orders"
+    topics = TopicAdmin(stack.settings.kafka_bootstrap).topics()
+    assert topic in topics
+    assert topics[topic] == stack.settings.partitions_per_topic
+    # The credentials work at the token endpoint.
+    response = httpx.post(
+        f"{stack.base_url}/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(record["client_id"], record["client_secret"]),
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--region", "mars-north-1"), ("--tier", "platinum")]
+)
+def test_tenants_create_refuses_bad_region_or_tier(stack, option: str, value: str) -> None:
+    result = aurora(stack, "tenants", "create", "--name", "nope", option, value, "--json")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert option in result.stderr and value in result.stderr
+    assert result.stdout.strip() == ""
+
+
+def _write(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def _lines(tenant_id: str, n: int, sku: str) -> list[bytes]:
+    at = time.time() - 3600
+    events = [sku_upserted(tenant_id, sku, "DE-HAM", 100, at=at)] + [
+        order(tenant_id, sku, "DE-HAM", 1, at=at + i + 1, order_id=f"{sku}-{i}")
+        for i in range(n - 1)
+    ]
+    return ndjson(events).splitlines()
+
+
+def test_ingest_sends_a_file_and_reports_the_count(stack, cli_tenant, tmp_path: Path) -> None:
+    record = cli_tenant["record"]
+    tid = record["tenant_id"]
+    before = topic_size(stack, tid)
+    path = _write(tmp_path / "events.ndjson", _lines(tid, 12, "CLI-OK"))
+    result = aurora(
+        stack,
+        "ingest",
+        str(path),
+        "--url",
+        stack.base_url,
+        "--client-id",
+        record["client_id"],
+        "--client-secret",
+        record["client_secret"],
+        "--batch",
+        "5",
+    )
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "12 events accepted" in result.stdout
+    assert topic_size(stack, tid) == before + 12
+
+
+def test_ingest_names_the_bad_line_by_file_line_number(stack, cli_tenant, tmp_path: Path) -> None:
+    """--batch 5: lines 1-5 are accepted, the request of lines 6-10 is refused naming line 7 of
+    the file (not line 2 of the request), counting the blank line 3 too."""
+    record = cli_tenant["record"]
+    tid = record["tenant_id"]
+    lines = _lines(tid, 9, "CLI-BAD")
+    lines.insert(2, b"")  # file line 3 is blank
+    bad = json.loads(lines[6])
+    bad["payload"]["qty"] = 0
+    lines[6] = json.dumps(bad).encode()  # file line 7
+    assert len(lines) == 10
+    before = topic_size(stack, tid)
+    path = _write(tmp_path / "bad.ndjson", lines)
+    env_credentials = {
+        "AURORA_CLIENT_ID": record["client_id"],
+        "AURORA_CLIENT_SECRET": record["client_secret"],
+    }
+    result = subprocess.run(
+        [*_aurora_command(), "ingest", str(path), "--url", stack.base_url, "--batch", "5"],
+        env={**_env(stack), **env_credentials},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    output = result.stdout + result.stderr
+    assert "line 7" in output, output
+    assert "payload.qty" in output
+    assert "line 2:" not in output, "the request's line number leaked instead of the file's"
+    assert "4 events before it were accepted" in output
+    assert topic_size(stack, tid) == before + 4
+
+
+def test_ingest_without_credentials_exits_2(stack, tmp_path: Path) -> None:
+    path = _write(tmp_path / "x.ndjson", [b"{}"])
+    result = aurora(stack, "ingest", str(path), "--url", stack.base_url)
+    assert result.returncode == 2
+    assert "client-id" in result.stderr
+
+
+def test_status_prints_every_shard(stack, cli_tenant) -> None:
+    tid = cli_tenant["record"]["tenant_id"]
+
+    def healthy():
+        # The CLI's tenant has a shard once the supervisor reconciled: 503 until its heartbeat.
+        if httpx.get(f"{stack.base_url}/v1/status", timeout=30).status_code != 200:
+            return None
+        result = aurora(stack, "status", "--url", stack.base_url)
+        return result if result.returncode == 0 else None
+
+    result = wait_for(healthy, timeout=120, interval=1.0, what="aurora status to exit 0")
+    out = result.stdout
+    assert f"tenant:{tid}:0" in out, out
+    shard_rows = [line for line in out.splitlines() if "tenant:" in line]
+    assert shard_rows and all(" ok " in f" {row} " or "│ ok" in row for row in shard_rows), out
+    for component in ("ray", "redis", "kafka"):
+        assert component in out
+
+
+def test_status_of_an_unreachable_api_exits_1(stack) -> None:
+    from aurora_ray.embedded import free_port
+
+    result = aurora(stack, "status", "--url", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "does not answer" in result.stderr
+
+
+def test_tenants_create_refuses_a_blank_name(stack) -> None:
+    result = aurora(stack, "tenants", "create", "--name", "   ", "--json")
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2
+    assert "name" in result.stderr
+
+
+def test_ingest_to_an_unreachable_api_reports_it(stack, cli_tenant, tmp_path: Path) -> None:
+    from aurora_ray.embedded import free_port
+
+    record = cli_tenant["record"]
+    path = _write(tmp_path / "one.ndjson", _lines(record["tenant_id"], 1, "CLI-DOWN"))
+    url = f"http://127.0.0.1:{free_port()}"
+    result = aurora(
+        stack,
+        "ingest",
+        str(path),
+        "--url",
+        url,
+        "--client-id",
+        record["client_id"],
+        "--client-secret",
+        record["client_secret"],
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert url in result.stderr
