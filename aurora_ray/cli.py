@@ -250,6 +250,73 @@ def demo(
     raise typer.Exit(code)
 
 
+def _date(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        err.print(f"[red]--test-from must be a date like 2011-09-01, not {text!r}[/]")
+        raise typer.Exit(2) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="CSV(.gz) or Parquet")],
+    out: Annotated[Path, typer.Option(help="folder for report.md, metrics.json and plots")],
+    method: Annotated[
+        list[str] | None, typer.Option(help="method to compare (repeat); default: all")
+    ] = None,
+    test_from: Annotated[str, typer.Option(help="first day of the test split")] = "2011-09-01",
+    closed_loop: Annotated[bool, typer.Option(help="also run the closed loop")] = True,
+) -> None:
+    """Compare stock-out predictors on real demand with a simulated inventory (offline)."""
+    import time
+
+    from aurora_ray.evaluation.methods import METHODS
+    from aurora_ray.evaluation.report import headline_table
+    from aurora_ray.evaluation.runner import EvaluationConfig
+    from aurora_ray.evaluation.runner import evaluate as run_evaluation
+
+    methods = tuple(method or METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        err.print(f"[red]unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}[/]")
+        raise typer.Exit(2)
+    began = time.monotonic()
+    config = EvaluationConfig(methods=methods, test_from=_date(test_from), closed_loop=closed_loop)
+    results = run_evaluation(
+        data,
+        out,
+        config,
+        progress=lambda msg: console.print(f"[dim]{time.monotonic() - began:6.1f} s[/] {msg}"),
+    )
+    console.print(headline_table(results), markup=False, highlight=False)
+
+
+@app.command()
+def simulate(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="CSV(.gz) or Parquet")],
+    out: Annotated[Path, typer.Option(help="NDJSON file to write (.gz compresses)")],
+    tenant: Annotated[str, typer.Option(help="tenant_id written into the events")] = (
+        "00000000-0000-0000-0000-000000005eed"
+    ),
+    test_from: Annotated[str, typer.Option(help="first day of the test split")] = "2011-09-01",
+) -> None:
+    """Write the simulated event stream around real demand (for the demo, benchmarks, tests)."""
+    from aurora_ray.evaluation.simulate import build_benchmark, write_ndjson
+
+    with console.status("simulating…"):
+        bench = build_benchmark(data, tenant_id=tenant, test_from=_date(test_from))
+        written = write_ndjson(bench.result.events, out)
+    stats = bench.test_stats
+    console.print(
+        f"{written} events for {len(bench.skus)} SKUs -> {out}; test period: "
+        f"{stats.episodes} stock-out episodes, {100 * stats.rate:.2f} % of SKU-days out of stock"
+    )
+
+
 def main() -> None:
     try:
         app()

@@ -197,6 +197,10 @@ class BatchOutput:
     alert_as_of_s: F64 = field(default_factory=lambda: np.empty(0, np.float64))
     alert_probability: F64 = field(default_factory=lambda: np.empty(0, np.float64))
     alert_predicted_oos_s: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    # Every event's score (grouped by row, arrival order within a row): for evaluation.
+    event_rows: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    event_as_of_s: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    event_probability: F64 = field(default_factory=lambda: np.empty(0, np.float64))
 
 
 def _segment_starts(starts: NDArray[np.bool_]) -> I64:
@@ -314,6 +318,9 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
         alert_as_of_s=as_of[alerts],
         alert_probability=probability[alerts],
         alert_predicted_oos_s=predicted[alerts],
+        event_rows=rows,
+        event_as_of_s=as_of,
+        event_probability=probability,
     )
 
 

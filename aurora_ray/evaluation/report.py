@@ -1,0 +1,148 @@
+"""The evaluation report: Markdown tables and PNG plots from the metrics of :mod:`runner`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["headline_table", "write_report"]
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def headline_table(results: dict[str, Any]) -> str:
+    rows = [
+        "| method | threshold | alerts | precision | recall@24h | median lead (h) "
+        "| Brier | log loss | ECE | dup/10K |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, res in results["methods"].items():
+        cal = res["calibration"]
+        for key, t in ((k, v) for k, v in res.items() if k.startswith("t")):
+            rows.append(
+                f"| {name} | {key[1:]} | {t['alerts']} | {_fmt(t['precision'])} "
+                f"| {_fmt(t['recall_at_24h'])} | {_fmt(t['median_lead_h'], 1)} "
+                f"| {_fmt(cal['brier'], 4)} | {_fmt(cal['log_loss'], 4)} | {_fmt(cal['ece'], 4)} "
+                f"| {_fmt(t['duplicates_per_10k'], 1)} |"
+            )
+    return "\n".join(rows)
+
+
+def _loop_table(results: dict[str, Any]) -> str:
+    loop = results.get("closed_loop")
+    if not loop:
+        return "(closed loop not run)"
+    rows = [
+        "| alerting | stock-out episodes | reduction vs none | OOS SKU-days | lost units "
+        "| expedite orders |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, o in loop.items():
+        rows.append(
+            f"| {name} | {o['stockout_episodes']} | {_fmt(100 * o['reduction_vs_none'], 1)} % "
+            f"| {o['oos_sku_days']} | {o['lost_units']} | {o['expedite_orders']} |"
+        )
+    batch = loop.get("nightly-batch")
+    aurora = loop.get("aurora-analytic")
+    if batch and aurora and batch["stockout_episodes"]:
+        vs = 1 - aurora["stockout_episodes"] / batch["stockout_episodes"]
+        rows.append("")
+        rows.append(f"Aurora against the nightly batch: {_fmt(100 * vs, 1)} % fewer stock-outs.")
+    return "\n".join(rows)
+
+
+def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made: list[str] = []
+    methods = results["methods"]
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "k:", label="perfect")
+    for name, res in methods.items():
+        rel = res["calibration"]["reliability"]
+        pts = [
+            (p, o)
+            for p, o in zip(rel["mean_predicted"], rel["observed"], strict=True)
+            if p == p and o == o
+        ]
+        ax.plot([p for p, _ in pts], [o for _, o in pts], "o-", label=name)
+    ax.set(xlabel="predicted probability", ylabel="observed frequency", title="Reliability")
+    ax.legend()
+    fig.savefig(out_dir / "reliability.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    made.append("reliability.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, res in methods.items():
+        leads = res.get("t0.7", {}).get("lead_times_h", [])
+        if leads:
+            ax.hist(leads, bins=range(0, 50, 2), alpha=0.5, label=name)
+    ax.set(xlabel="lead time (h) of the first alert before a stock-out", ylabel="episodes")
+    ax.set_title("Lead times at threshold 0.7")
+    ax.legend()
+    fig.savefig(out_dir / "lead_times.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    made.append("lead_times.png")
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, res in methods.items():
+        pr = res["pr_curve"]
+        ax.plot(pr["recall"], pr["precision"], "o-", ms=3, label=name)
+    ax.set(xlabel="recall@24h", ylabel="precision", title="Precision / recall over thresholds")
+    ax.legend()
+    fig.savefig(out_dir / "precision_recall.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    made.append("precision_recall.png")
+
+    loop = results.get("closed_loop")
+    if loop:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        names = list(loop)
+        ax.bar(names, [loop[n]["stockout_episodes"] for n in names])
+        ax.set(ylabel="stock-out episodes (test period)", title="Closed loop: stock-outs")
+        fig.savefig(out_dir / "stockouts.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        made.append("stockouts.png")
+    return made
+
+
+def write_report(results: dict[str, Any], out_dir: Path) -> Path:
+    plots = _plots(results, out_dir)
+    sim = results["simulation"]
+    lines = [
+        "# Aurora evaluation",
+        "",
+        f"Data `{results['data']}`; test period from {results['test_from']}; horizon "
+        f"{results['horizon_h']:.0f} h; {results['skus']} SKUs in scope; {results['events']} "
+        f"events; {results['test_episodes']} stock-out episodes start in the test period "
+        f"({_fmt(100 * sim['rate'], 2)} % of SKU-days out of stock).",
+        "",
+        "## Alerts and calibration (test period)",
+        "",
+        headline_table(results),
+        "",
+        "Precision counts alerts raised while in stock; alerts raised when already out of stock "
+        "are listed in metrics.json (`alerts_while_out_of_stock`). Calibration samples every "
+        "in-stock SKU-hour with the latest probability the method showed.",
+        "",
+        "## Closed loop (expedite on every alert at p >= 0.7)",
+        "",
+        _loop_table(results),
+        "",
+        "## Plots",
+        "",
+        *[f"![{p}]({p})" for p in plots],
+        "",
+    ]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path

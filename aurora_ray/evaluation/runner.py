@@ -1,0 +1,273 @@
+"""`aurora evaluate`: every method on the same simulated stream, scored on the test split.
+
+Protocol (docs/evaluation.md): the stream is simulated around the real demand; each method sees
+the envelopes in event-time order and records the probabilities it would show. Metrics use the
+test period only (from ``test_from``):
+
+* alerts at a threshold: the points where p >= threshold, at most one per SKU per 24 h (the live
+  rule). Alerts raised while the SKU is already out of stock are reported, not scored as
+  predictions: precision counts the alerts followed by a stock-out *starting* within the horizon
+  among the alerts raised while in stock;
+* recall@24h: stock-out episodes with an alert 24-48 h before they start;
+* calibration: every SKU-hour in stock, the latest probability shown, against "a stock-out starts
+  within the horizon" (the hours of the last horizon are left out: their outcome is unknown);
+* closed loop: the simulation again, expediting a replenishment whenever the method alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from aurora_ray.evaluation import metrics as m
+from aurora_ray.evaluation.data import TEST_FROM
+from aurora_ray.evaluation.methods import METHODS, Predictor, make_predictor
+from aurora_ray.evaluation.simulate import Benchmark, build_benchmark
+
+__all__ = ["EvaluationConfig", "evaluate"]
+
+F64 = NDArray[np.float64]
+_HOUR = 3600.0
+_CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    methods: tuple[str, ...] = METHODS
+    test_from: datetime = TEST_FROM
+    thresholds: tuple[float, ...] = (0.7, 0.9)
+    horizon_s: float = 48 * _HOUR
+    lead_s: float = 24 * _HOUR
+    dedup_s: float = 24 * _HOUR
+    closed_loop_threshold: float = 0.7
+    closed_loop: bool = True
+    seed: int = 0
+
+
+@dataclass
+class _Truth:
+    episodes: m.Episodes  # all episodes of the simulation
+    test_episodes: m.Episodes  # those starting in the test period
+    test_from_s: float
+    end_s: float
+    skus: list[str] = field(default_factory=list)
+
+
+def _epoch(series: pd.Series) -> F64:
+    return np.asarray(series.astype("datetime64[ms, UTC]").astype("int64"), dtype=np.float64) / 1e3
+
+
+def _truth(bench: Benchmark) -> _Truth:
+    ep = bench.result.episodes
+    start = _epoch(ep["start"])
+    end = np.where(ep["end"].isna(), np.inf, 0.0)
+    has_end = ~ep["end"].isna().to_numpy()
+    end[has_end] = _epoch(ep["end"][has_end])
+    skus = ep["sku"].astype(str).to_numpy()
+    test_from_s = float(bench.test_from.timestamp())
+    end_s = float(bench.result.end.timestamp())
+    in_test = start >= test_from_s
+    return _Truth(
+        episodes=m.Episodes(sku=skus, start_s=start, end_s=end),
+        test_episodes=m.Episodes(sku=skus[in_test], start_s=start[in_test], end_s=end[in_test]),
+        test_from_s=test_from_s,
+        end_s=end_s,
+        skus=list(bench.skus),
+    )
+
+
+def _run(predictor: Predictor, events: Sequence[Mapping[str, Any]]) -> None:
+    for i in range(0, len(events), _CHUNK):
+        predictor.feed(events[i : i + _CHUNK])
+
+
+def _hourly_samples(
+    skus: NDArray[np.str_], times: F64, probs: F64, truth: _Truth, horizon_s: float
+) -> tuple[F64, NDArray[np.int8]]:
+    """Latest probability of every SKU at every whole hour of the test period, while in stock."""
+    grid = np.arange(np.ceil(truth.test_from_s / _HOUR) * _HOUR, truth.end_s - horizon_s, _HOUR)
+    order = np.lexsort((times, skus))
+    skus, times, probs = skus[order], times[order], probs[order]
+    bounds = np.flatnonzero(np.r_[True, skus[1:] != skus[:-1], True])
+    out_p: list[F64] = []
+    out_sku: list[NDArray[np.str_]] = []
+    out_t: list[F64] = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        idx = np.searchsorted(times[lo:hi], grid, side="right") - 1
+        seen = idx >= 0
+        out_p.append(probs[lo:hi][idx[seen]])
+        out_t.append(grid[seen])
+        out_sku.append(np.full(int(seen.sum()), skus[lo]))
+    p = np.concatenate(out_p)
+    t = np.concatenate(out_t)
+    s = np.concatenate(out_sku)
+    # Drop hours at which the SKU is already out of stock: nothing left to predict.
+    ongoing = m.label_samples(s, t, truth.episodes, 0.0, include_ongoing=True).astype(bool)
+    label = m.label_samples(s, t, truth.episodes, horizon_s, include_ongoing=False)
+    keep = ~ongoing
+    return p[keep], label[keep]
+
+
+def _method_metrics(
+    predictor: Predictor, truth: _Truth, config: EvaluationConfig
+) -> dict[str, Any]:
+    skus, times, probs = predictor.series.arrays()
+    in_test = times >= truth.test_from_s
+    out: dict[str, Any] = {"points": int(len(times))}
+    for threshold in config.thresholds:
+        alerts = m.alerts_from_series(skus, times, probs, threshold, config.dedup_s)
+        test_alerts = m.Alerts(
+            sku=alerts.sku[alerts.time_s >= truth.test_from_s],
+            time_s=alerts.time_s[alerts.time_s >= truth.test_from_s],
+            probability=alerts.probability[alerts.time_s >= truth.test_from_s],
+        )
+        precision = m.alert_precision(test_alerts, truth.episodes, config.horizon_s)
+        recall = m.recall_at_lead(test_alerts, truth.test_episodes, config.lead_s, config.horizon_s)
+        in_stock = precision.n_alerts - precision.n_ongoing_only
+        out[f"t{threshold}"] = {
+            "alerts": precision.n_alerts,
+            "alerts_while_out_of_stock": precision.n_ongoing_only,
+            "precision": precision.n_followed / in_stock if in_stock else float("nan"),
+            "recall_at_24h": recall.recall,
+            "episodes": recall.n_episodes,
+            "episodes_alerted_24h_ahead": recall.n_detected,
+            "median_lead_h": recall.median_lead_s / _HOUR,
+            "duplicates_per_10k": m.duplicates_per_10k(test_alerts, config.dedup_s),
+            "lead_times_h": (recall.lead_times_s / _HOUR).tolist(),
+        }
+    p, y = _hourly_samples(skus, times, probs, truth, config.horizon_s)
+    curve = m.reliability_curve(p, y)
+    out["calibration"] = {
+        "samples": int(len(p)),
+        "base_rate": float(y.mean()) if len(y) else float("nan"),
+        "brier": m.brier_score(p, y),
+        "log_loss": m.log_loss(p, y),
+        "ece": m.expected_calibration_error(p, y),
+        "reliability": {
+            "mean_predicted": curve.mean_predicted.tolist(),
+            "observed": curve.observed_frequency.tolist(),
+            "counts": curve.counts.tolist(),
+        },
+    }
+    pr = m.precision_recall_curve(
+        skus[in_test],
+        times[in_test],
+        probs[in_test],
+        truth.test_episodes,
+        horizon_s=config.horizon_s,
+        lead_s=config.lead_s,
+        dedup_s=config.dedup_s,
+    )
+    out["pr_curve"] = {
+        "thresholds": pr.thresholds.tolist(),
+        "precision": pr.precision.tolist(),
+        "recall": pr.recall.tolist(),
+    }
+    return out
+
+
+def _closed_loop_callback(
+    name: str, tenant_id: str, config: EvaluationConfig
+) -> Callable[[Mapping[str, Any]], list[str]]:
+    """Feed the method as the simulation runs; expedite at each new alert (online dedup)."""
+    predictor = make_predictor(name, tenant_id)
+    buffer: list[Mapping[str, Any]] = []
+    last_alert: dict[str, float] = {}
+    hour = {"key": ""}
+
+    def on_event(event: Mapping[str, Any]) -> list[str]:
+        stamp = str(event["occurred_at"])[:13]  # YYYY-MM-DDTHH: act at most an hour late
+        expedite: list[str] = []
+        if stamp != hour["key"] and buffer:
+            skus, times, probs = predictor.feed(buffer)
+            buffer.clear()
+            for sku, t, p in zip(skus, times.tolist(), probs.tolist(), strict=True):
+                if p >= config.closed_loop_threshold and t - last_alert.get(sku, -1e18) >= (
+                    config.dedup_s
+                ):
+                    last_alert[sku] = t
+                    expedite.append(sku)
+        hour["key"] = stamp
+        buffer.append(event)
+        return expedite
+
+    return on_event
+
+
+def _loop_outcome(bench: Benchmark) -> dict[str, Any]:
+    stats = bench.test_stats
+    orders = bench.result.purchase_orders
+    return {
+        "stockout_episodes": stats.episodes,
+        "oos_sku_days": stats.oos_sku_days,
+        "oos_rate": stats.rate,
+        "lost_units": stats.lost_units,
+        "expedite_orders": int(orders["expedited"].sum()) if len(orders) else 0,
+    }
+
+
+def evaluate(
+    path: Path,
+    out_dir: Path,
+    config: EvaluationConfig | None = None,
+    *,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Run the protocol; write ``metrics.json``, ``report.md`` and plots into ``out_dir``."""
+    from aurora_ray.evaluation.report import write_report
+
+    config = config or EvaluationConfig()
+    tenant_id = str(uuid.UUID(int=0x5EED))
+    progress("simulating the inventory around the real demand")
+    bench = build_benchmark(path, tenant_id=tenant_id, test_from=config.test_from, seed=config.seed)
+    truth = _truth(bench)
+    events = bench.result.events
+    results: dict[str, Any] = {
+        "data": str(path),
+        "test_from": config.test_from.isoformat(),
+        "horizon_h": config.horizon_s / _HOUR,
+        "skus": len(bench.skus),
+        "events": len(events),
+        "test_episodes": len(truth.test_episodes),
+        "cleaning": bench.report.as_dict(),
+        "simulation": bench.test_stats.as_dict(),
+        "methods": {},
+    }
+    for name in config.methods:
+        progress(f"replaying {len(events)} events through {name}")
+        predictor = make_predictor(name, tenant_id)
+        _run(predictor, events)
+        results["methods"][name] = _method_metrics(predictor, truth, config)
+    if config.closed_loop:
+        loop: dict[str, Any] = {"none": _loop_outcome(bench)}
+        for name in config.methods:
+            progress(f"closed loop: {name} expedites at p >= {config.closed_loop_threshold}")
+            run = build_benchmark(
+                path,
+                tenant_id=tenant_id,
+                test_from=config.test_from,
+                seed=config.seed,
+                on_event=_closed_loop_callback(name, tenant_id, config),
+                keep_events=False,
+            )
+            loop[name] = _loop_outcome(run)
+        base = loop["none"]["stockout_episodes"]
+        for outcome in loop.values():
+            outcome["reduction_vs_none"] = (
+                1 - outcome["stockout_episodes"] / base if base else float("nan")
+            )
+        results["closed_loop"] = loop
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=float))
+    write_report(results, out_dir)
+    progress(f"wrote {out_dir / 'report.md'}")
+    return results
