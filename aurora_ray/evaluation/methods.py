@@ -184,9 +184,9 @@ def _epoch(stamp: str) -> float:
 METHODS = ("nightly-batch", "aurora-analytic")
 
 
-def make_predictor(name: str, tenant_id: str) -> Predictor:
+def make_predictor(name: str, tenant_id: str, params: ScoringParams | None = None) -> Predictor:
     if name == "aurora-analytic":
-        return AuroraAnalytic(tenant_id)
+        return AuroraAnalytic(tenant_id, params)
     if name == "nightly-batch":
         return NightlyBatch(tenant_id)
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")

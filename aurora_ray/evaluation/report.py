@@ -134,6 +134,18 @@ def write_report(results: dict[str, Any], out_dir: Path) -> Path:
         "are listed in metrics.json (`alerts_while_out_of_stock`). Calibration samples every "
         "in-stock SKU-hour with the latest probability the method showed.",
         "",
+        "## What the stream cannot announce",
+        "",
+        *[
+            f"- {100 * v:.1f} % of the test-period stock-outs were "
+            f"{k.replace('_', ' ').replace('x horizon demand', '× the mean demand of a horizon')}"
+            for k, v in results.get("ceiling", {}).items()
+        ],
+        "",
+        "A single order line that empties a shelf holding days of average demand gives no "
+        "drain signal beforehand; such episodes bound recall@24h for any method that sees only "
+        "the stream.",
+        "",
         "## Closed loop (expedite on every alert at p >= 0.7)",
         "",
         _loop_table(results),

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from aurora_ray.domain.state import ScoringParams
 from aurora_ray.evaluation import metrics as m
 from aurora_ray.evaluation.data import TEST_FROM
 from aurora_ray.evaluation.methods import METHODS, Predictor, make_predictor
@@ -51,6 +52,8 @@ class EvaluationConfig:
     closed_loop_threshold: float = 0.7
     closed_loop: bool = True
     seed: int = 0
+    end: datetime | None = None  # default: the day after the last order line
+    params: ScoringParams | None = None  # the live scorer's parameters (None: defaults)
 
 
 @dataclass
@@ -82,6 +85,33 @@ def _truth(bench: Benchmark) -> _Truth:
         test_from_s=test_from_s,
         end_s=end_s,
         skus=list(bench.skus),
+    )
+
+
+def _single_order_share(bench: Benchmark, horizon_s: float) -> dict[str, float]:
+    """How many test-period stock-outs one order line caused out of a shelf that held at least
+    ``k`` horizons of the SKU's mean demand: a drain-based signal cannot see those coming, which
+    bounds recall@24h for any method that sees only the stream."""
+    sold: dict[tuple[str, str], int] = {}
+    for event in bench.result.events:
+        if event["event_type"] == "order.created":
+            key = (event["payload"]["sku"], str(event["occurred_at"]))
+            sold[key] = sold.get(key, 0) + int(event["payload"]["qty"])
+    episodes = bench.result.episodes
+    episodes = episodes[episodes["start"] >= bench.test_from]
+    stamps = episodes["start"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
+    ratios = []
+    for sku, stamp in zip(episodes["sku"].astype(str), stamps, strict=True):
+        demand = bench.policies[sku].mean_daily * horizon_s / 86_400.0
+        ratios.append(sold.get((sku, stamp), 0) / demand if demand > 0 else np.inf)
+    share = np.array(ratios)
+    return (
+        {
+            f"emptied_by_one_line_over_{k}x_horizon_demand": float(np.mean(share >= k))
+            for k in (0.5, 1.0, 2.0)
+        }
+        if len(share)
+        else {}
     )
 
 
@@ -117,33 +147,44 @@ def _hourly_samples(
     return p[keep], label[keep]
 
 
+def _alert_scores(
+    skus: NDArray[np.str_],
+    times: F64,
+    probs: F64,
+    threshold: float,
+    truth: _Truth,
+    config: EvaluationConfig,
+) -> dict[str, Any]:
+    """Alerts at ``threshold`` in the test period, scored. Precision is over the alerts raised
+    while in stock (an alert raised when already out announces nothing); those are counted."""
+    alerts = m.alerts_from_series(skus, times, probs, threshold, config.dedup_s)
+    keep = alerts.time_s >= truth.test_from_s
+    test_alerts = m.Alerts(
+        sku=alerts.sku[keep], time_s=alerts.time_s[keep], probability=alerts.probability[keep]
+    )
+    precision = m.alert_precision(test_alerts, truth.episodes, config.horizon_s)
+    recall = m.recall_at_lead(test_alerts, truth.test_episodes, config.lead_s, config.horizon_s)
+    in_stock = precision.n_alerts - precision.n_ongoing_only
+    return {
+        "alerts": precision.n_alerts,
+        "alerts_while_out_of_stock": precision.n_ongoing_only,
+        "precision": precision.n_followed / in_stock if in_stock else float("nan"),
+        "recall_at_24h": recall.recall,
+        "episodes": recall.n_episodes,
+        "episodes_alerted_24h_ahead": recall.n_detected,
+        "median_lead_h": recall.median_lead_s / _HOUR,
+        "duplicates_per_10k": m.duplicates_per_10k(test_alerts, config.dedup_s),
+        "lead_times_h": (recall.lead_times_s / _HOUR).tolist(),
+    }
+
+
 def _method_metrics(
     predictor: Predictor, truth: _Truth, config: EvaluationConfig
 ) -> dict[str, Any]:
     skus, times, probs = predictor.series.arrays()
-    in_test = times >= truth.test_from_s
     out: dict[str, Any] = {"points": int(len(times))}
     for threshold in config.thresholds:
-        alerts = m.alerts_from_series(skus, times, probs, threshold, config.dedup_s)
-        test_alerts = m.Alerts(
-            sku=alerts.sku[alerts.time_s >= truth.test_from_s],
-            time_s=alerts.time_s[alerts.time_s >= truth.test_from_s],
-            probability=alerts.probability[alerts.time_s >= truth.test_from_s],
-        )
-        precision = m.alert_precision(test_alerts, truth.episodes, config.horizon_s)
-        recall = m.recall_at_lead(test_alerts, truth.test_episodes, config.lead_s, config.horizon_s)
-        in_stock = precision.n_alerts - precision.n_ongoing_only
-        out[f"t{threshold}"] = {
-            "alerts": precision.n_alerts,
-            "alerts_while_out_of_stock": precision.n_ongoing_only,
-            "precision": precision.n_followed / in_stock if in_stock else float("nan"),
-            "recall_at_24h": recall.recall,
-            "episodes": recall.n_episodes,
-            "episodes_alerted_24h_ahead": recall.n_detected,
-            "median_lead_h": recall.median_lead_s / _HOUR,
-            "duplicates_per_10k": m.duplicates_per_10k(test_alerts, config.dedup_s),
-            "lead_times_h": (recall.lead_times_s / _HOUR).tolist(),
-        }
+        out[f"t{threshold}"] = _alert_scores(skus, times, probs, threshold, truth, config)
     p, y = _hourly_samples(skus, times, probs, truth, config.horizon_s)
     curve = m.reliability_curve(p, y)
     out["calibration"] = {
@@ -158,19 +199,13 @@ def _method_metrics(
             "counts": curve.counts.tolist(),
         },
     }
-    pr = m.precision_recall_curve(
-        skus[in_test],
-        times[in_test],
-        probs[in_test],
-        truth.test_episodes,
-        horizon_s=config.horizon_s,
-        lead_s=config.lead_s,
-        dedup_s=config.dedup_s,
-    )
+    curve_points = [
+        _alert_scores(skus, times, probs, t, truth, config) for t in m.DEFAULT_THRESHOLDS
+    ]
     out["pr_curve"] = {
-        "thresholds": pr.thresholds.tolist(),
-        "precision": pr.precision.tolist(),
-        "recall": pr.recall.tolist(),
+        "thresholds": list(m.DEFAULT_THRESHOLDS),
+        "precision": [c["precision"] for c in curve_points],
+        "recall": [c["recall_at_24h"] for c in curve_points],
     }
     return out
 
@@ -179,7 +214,7 @@ def _closed_loop_callback(
     name: str, tenant_id: str, config: EvaluationConfig
 ) -> Callable[[Mapping[str, Any]], list[str]]:
     """Feed the method as the simulation runs; expedite at each new alert (online dedup)."""
-    predictor = make_predictor(name, tenant_id)
+    predictor = make_predictor(name, tenant_id, config.params)
     buffer: list[Mapping[str, Any]] = []
     last_alert: dict[str, float] = {}
     hour = {"key": ""}
@@ -228,7 +263,9 @@ def evaluate(
     config = config or EvaluationConfig()
     tenant_id = str(uuid.UUID(int=0x5EED))
     progress("simulating the inventory around the real demand")
-    bench = build_benchmark(path, tenant_id=tenant_id, test_from=config.test_from, seed=config.seed)
+    bench = build_benchmark(
+        path, tenant_id=tenant_id, test_from=config.test_from, end=config.end, seed=config.seed
+    )
     truth = _truth(bench)
     events = bench.result.events
     results: dict[str, Any] = {
@@ -240,11 +277,12 @@ def evaluate(
         "test_episodes": len(truth.test_episodes),
         "cleaning": bench.report.as_dict(),
         "simulation": bench.test_stats.as_dict(),
+        "ceiling": _single_order_share(bench, config.horizon_s),
         "methods": {},
     }
     for name in config.methods:
         progress(f"replaying {len(events)} events through {name}")
-        predictor = make_predictor(name, tenant_id)
+        predictor = make_predictor(name, tenant_id, config.params)
         _run(predictor, events)
         results["methods"][name] = _method_metrics(predictor, truth, config)
     if config.closed_loop:
@@ -255,6 +293,7 @@ def evaluate(
                 path,
                 tenant_id=tenant_id,
                 test_from=config.test_from,
+                end=config.end,
                 seed=config.seed,
                 on_event=_closed_loop_callback(name, tenant_id, config),
                 keep_events=False,
