@@ -270,6 +270,9 @@ def evaluate(
     ] = None,
     test_from: Annotated[str, typer.Option(help="first day of the test split")] = "2011-09-01",
     closed_loop: Annotated[bool, typer.Option(help="also run the closed loop")] = True,
+    through_pipeline: Annotated[
+        bool, typer.Option(help="also send the stream through the running (or embedded) stack")
+    ] = False,
 ) -> None:
     """Compare stock-out predictors on real demand with a simulated inventory (offline)."""
     import time
@@ -285,7 +288,15 @@ def evaluate(
         err.print(f"[red]unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}[/]")
         raise typer.Exit(2)
     began = time.monotonic()
-    config = EvaluationConfig(methods=methods, test_from=_date(test_from), closed_loop=closed_loop)
+    if through_pipeline and "aurora-analytic" not in methods:
+        err.print("[red]--through-pipeline needs the aurora-analytic method[/]")
+        raise typer.Exit(2)
+    config = EvaluationConfig(
+        methods=methods,
+        test_from=_date(test_from),
+        closed_loop=closed_loop,
+        through_pipeline=through_pipeline,
+    )
     results = run_evaluation(
         data,
         out,
@@ -293,6 +304,15 @@ def evaluate(
         progress=lambda msg: console.print(f"[dim]{time.monotonic() - began:6.1f} s[/] {msg}"),
     )
     console.print(headline_table(results), markup=False, highlight=False)
+    check = results.get("through_pipeline")
+    if check:
+        console.print(
+            f"through the pipeline: offline {check['offline']} alerts, live {check['live']}, "
+            f"matched {check['matched']}"
+        )
+        if not check["agree"]:
+            err.print("[red]the live system and the offline replay disagree[/]")
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -33,6 +33,7 @@ from aurora_ray.evaluation import metrics as m
 from aurora_ray.evaluation.data import TEST_FROM
 from aurora_ray.evaluation.methods import METHODS, Predictor, make_predictor
 from aurora_ray.evaluation.simulate import Benchmark, build_benchmark
+from aurora_ray.settings import Settings, load_settings
 
 __all__ = ["EvaluationConfig", "evaluate"]
 
@@ -54,6 +55,7 @@ class EvaluationConfig:
     seed: int = 0
     end: datetime | None = None  # default: the day after the last order line
     params: ScoringParams | None = None  # the live scorer's parameters (None: defaults)
+    through_pipeline: bool = False  # also send the stream through HTTP -> Kafka -> shards
 
 
 @dataclass
@@ -210,6 +212,26 @@ def _method_metrics(
     return out
 
 
+def _through_pipeline(
+    predictor: Predictor,
+    events: Sequence[Mapping[str, Any]],
+    settings: Settings | None,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """The live system's alerts against the offline replay's, at the live default threshold."""
+    from aurora_ray.evaluation.pipeline import through_pipeline
+
+    settings = settings or load_settings()
+    skus, times, probs = predictor.series.arrays()
+    alerts = m.alerts_from_series(
+        skus, times, probs, settings.default_threshold, settings.dedup_window_s
+    )
+    offline = {
+        (str(s), round(t * 1000)) for s, t in zip(alerts.sku, alerts.time_s.tolist(), strict=True)
+    }
+    return through_pipeline(settings, events, offline, progress=progress)
+
+
 def _closed_loop_callback(
     name: str, tenant_id: str, config: EvaluationConfig
 ) -> Callable[[Mapping[str, Any]], list[str]]:
@@ -256,6 +278,7 @@ def evaluate(
     config: EvaluationConfig | None = None,
     *,
     progress: Callable[[str], None] = lambda _msg: None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Run the protocol; write ``metrics.json``, ``report.md`` and plots into ``out_dir``."""
     from aurora_ray.evaluation.report import write_report
@@ -285,6 +308,8 @@ def evaluate(
         predictor = make_predictor(name, tenant_id, config.params)
         _run(predictor, events)
         results["methods"][name] = _method_metrics(predictor, truth, config)
+        if name == "aurora-analytic" and config.through_pipeline:
+            results["through_pipeline"] = _through_pipeline(predictor, events, settings, progress)
     if config.closed_loop:
         loop: dict[str, Any] = {"none": _loop_outcome(bench)}
         for name in config.methods:
