@@ -16,6 +16,7 @@ after them are replayed; the dedup marks written with the alerts stop replayed a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -92,6 +93,7 @@ class ShardProcessor:
             half_life_s=settings.rate_half_life_s,
             dedup_window_s=settings.dedup_window_s,
             min_history_s=settings.min_history_hours * 3600.0,
+            censored_demand=settings.censored_demand,
             default_threshold=settings.default_threshold,
         )
         self._consumer_factory = consumer_factory or (
@@ -268,13 +270,7 @@ class ShardProcessor:
         self._settings_version = version
         default, overrides = self.store.thresholds(self.tenant_id)
         if default is not None and default != self.params.default_threshold:
-            self.params = ScoringParams(
-                horizon_s=self.params.horizon_s,
-                half_life_s=self.params.half_life_s,
-                dedup_window_s=self.params.dedup_window_s,
-                min_history_s=self.params.min_history_s,
-                default_threshold=default,
-            )
+            self.params = dataclasses.replace(self.params, default_threshold=default)
         if force or overrides != self.state.overrides:
             self.state.set_thresholds(overrides)
 

@@ -47,6 +47,8 @@ class ScoringParams:
     dedup_window_s: float = 24 * 3600.0
     min_history_s: float = 6 * 3600.0  # floor of D: a few early sales do not look like a rush
     default_threshold: float = 0.7
+    # Demand is censored while out of stock: let its clock stop there (rates do not decay).
+    censored_demand: bool = False
 
     @property
     def tau_s(self) -> float:
@@ -62,6 +64,7 @@ _COLUMNS: Final[dict[str, tuple[type, float]]] = {
     "t_ref": (np.float64, np.nan),  # event time the decayed sums refer to
     "t_first": (np.float64, np.nan),  # first event time seen
     "t_last": (np.float64, np.nan),  # latest event time seen
+    "in_stock_s": (np.float64, 0.0),  # event time spent in stock (or unknown) since first seen
     "last_alert": (np.float64, np.nan),  # event time of the last alert raised
     "threshold": (np.float64, np.nan),  # per-SKU override; NaN means the tenant default
     "probability": (np.float64, np.nan),  # latest score
@@ -266,23 +269,32 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
     ts_ms = np.round(ts * 1000.0).astype(np.int64)
     seen_max = _running_max_per_group(ts_ms, group) / 1000.0
     seen_min = -_running_max_per_group(-ts_ms, group) / 1000.0
-    as_of = np.fmax(seen_max, state.cols["t_last"][rows])
+    t_last_prev = state.cols["t_last"][rows]
+    as_of = np.fmax(seen_max, t_last_prev)
+    # The demand clock: event time, or (censored_demand) only the time spent in stock.
+    prev_as_of = np.where(first_of_row, t_last_prev, np.r_[np.nan, as_of[:-1]])
+    step = np.nan_to_num(as_of - prev_as_of, nan=0.0)
+    if params.censored_demand:
+        before = np.where(first_of_row, state.cols["on_hand"][rows], np.r_[0, on_hand[:-1]])
+        known_prev = np.where(first_of_row, known_before, np.r_[False, known[:-1]])
+        step = np.where(known_prev & (before <= 0), 0.0, step)
+    ticks = np.cumsum(step)
+    clock_prev = state.cols["in_stock_s"][rows]
+    clock = clock_prev + ticks - (ticks[row_start] - step[row_start])
     t_ref_prev = state.cols["t_ref"][rows]
-    carried = np.where(
-        np.isnan(t_ref_prev), 0.0, np.exp(-(as_of - np.nan_to_num(t_ref_prev)) / tau)
-    )
+    carried = np.where(np.isnan(t_ref_prev), 0.0, np.exp(-(clock - clock_prev) / tau))
     starts = np.flatnonzero(first_of_row)
-    row_max_t = np.maximum.reduceat(ts, starts)[group]
+    row_max_t = np.maximum.reduceat(clock, starts)[group]
     sold = np.where(code == _CREATED, qty, 0).astype(np.float64)
-    scale = np.exp((ts - row_max_t) / tau)  # <= 1: cannot overflow
-    back = np.exp((row_max_t - as_of) / tau)
+    scale = np.exp((clock - row_max_t) / tau)  # <= 1: cannot overflow
+    back = np.exp((row_max_t - clock) / tau)
     sums: dict[str, F64] = {}
     for name, contribution in (("s_qty", sold * scale), ("s_qty2", sold * sold * scale)):
         cum = np.cumsum(contribution)
         within = cum - (cum[row_start] - contribution[row_start])
         sums[name] = state.cols[name][rows] * carried + within * back
     t_first = np.fmin(state.cols["t_first"][rows], seen_min)
-    history = np.maximum(as_of - t_first, 0.0)
+    history = np.maximum(clock, 0.0)
     duration = np.maximum(tau * -np.expm1(-history / tau), params.min_history_s)
     rate = sums["s_qty"] / duration
     scores = score(
@@ -306,6 +318,7 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
     state.cols["s_qty2"][touched] = sums["s_qty2"][end]
     state.cols["t_ref"][touched] = as_of[end]
     state.cols["t_last"][touched] = as_of[end]
+    state.cols["in_stock_s"][touched] = clock[end]
     state.cols["t_first"][touched] = t_first[end]
     state.cols["probability"][touched] = probability[end]
     return BatchOutput(
