@@ -16,33 +16,20 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-import httpx
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aurora_ray.adapters.kafka import TopicAdmin
-from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.client import AuroraClient
 from aurora_ray.demo_stream import DemoStream, demo_catalogue, to_ndjson
 from aurora_ray.settings import Settings
-from aurora_ray.stack import StackInfo, down, read_stack, resolve_settings, up
-from aurora_ray.tenants import create_tenant
+from aurora_ray.stack import provision_tenant, running_stack
 
 __all__ = ["run_demo"]
 
 _TICK_S = 0.25
 _BATCH = 1000
-
-
-def _running(info: StackInfo | None) -> bool:
-    if info is None:
-        return False
-    try:
-        return httpx.get(f"{info.api_url}/status", timeout=3).status_code in (200, 503)
-    except httpx.HTTPError:
-        return False
 
 
 def _alerts_table(alerts: list[dict[str, Any]], shown: int) -> Table:
@@ -79,53 +66,39 @@ def run_demo(
     console: Console,
     keep: bool = False,
 ) -> int:
-    info = read_stack(settings)
-    started = False
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        if not _running(info):
-            started = True  # from here on, whatever up() got running is ours to stop
-            with console.status("starting the embedded stack (Ray takes ~10 s)…"):
-                info = up(settings, http_port=port)
-        if info is None:
-            raise RuntimeError("the stack did not come up")
-        resolved = resolve_settings(settings)
-        tenant = create_tenant(
-            resolved,
-            RedisStore(resolved.redis_url),
-            TopicAdmin(resolved.kafka_bootstrap),
-            name=f"demo-{int(time.time())}",
-        )
-        client = AuroraClient(
-            info.api_url, client_id=tenant.client_id, client_secret=tenant.client_secret
-        )
-        console.print(f"demo tenant {tenant.tenant_id}   API docs {info.api_url}/docs")
-        sent = _stream(
-            client, tenant.tenant_id, rate=rate, duration=duration, n_skus=n_skus, console=console
-        )
-        alerts = client.alerts(limit=1000)
-        console.print(
-            f"[green]streamed {sent} events; {len(alerts)} alerts raised[/] "
-            f"(draining SKUs run out in event time during the demo)"
-        )
-        console.print(f"API docs:       {info.api_url}/docs")
-        console.print(f"Ray dashboard:  {info.dashboard_url}")
-        console.print("Read the alerts (while the stack runs):")
-        for line in _curl_lines(info.api_url, tenant.client_id, tenant.client_secret):
-            console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
-        client.close()
+        with running_stack(
+            settings, http_port=port, keep=keep, progress=lambda msg: console.print(msg)
+        ) as info:
+            tenant, client = provision_tenant(settings, info, name=f"demo-{int(time.time())}")
+            console.print(f"demo tenant {tenant.tenant_id}   API docs {info.api_url}/docs")
+            sent = _stream(
+                client,
+                tenant.tenant_id,
+                rate=rate,
+                duration=duration,
+                n_skus=n_skus,
+                console=console,
+            )
+            alerts = client.alerts(limit=1000)
+            console.print()
+            console.print(
+                f"[green]streamed {sent} events; {len(alerts)} alerts raised[/] "
+                f"(draining SKUs run out in event time during the demo)"
+            )
+            console.print(f"API docs:       {info.api_url}/docs")
+            console.print(f"Ray dashboard:  {info.dashboard_url}")
+            console.print("Read the alerts (while the stack runs):")
+            for line in _curl_lines(info.api_url, tenant.client_id, tenant.client_secret):
+                console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+            client.close()
         return 0
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if started and not keep:
-            with console.status("stopping the stack…"):
-                stopped = down(settings)
-            console.print(
-                f"stopped: {', '.join(stopped)}  (run `aurora up` to keep a stack running)"
-            )
 
 
 def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:

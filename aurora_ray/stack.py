@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from aurora_ray.adapters.kafka import TopicAdmin
+from aurora_ray.adapters.redis_store import RedisStore
+from aurora_ray.client import AuroraClient
 from aurora_ray.embedded import (
     pid_alive,
     port_open,
@@ -38,8 +42,19 @@ from aurora_ray.embedded import (
 )
 from aurora_ray.naming import NAMESPACE, SERVE_APP_NAME, SUPERVISOR_NAME
 from aurora_ray.settings import Settings
+from aurora_ray.tenants import NewTenant, create_tenant
 
-__all__ = ["StackInfo", "deploy", "down", "read_stack", "resolve_settings", "up"]
+__all__ = [
+    "StackInfo",
+    "api_running",
+    "deploy",
+    "down",
+    "provision_tenant",
+    "read_stack",
+    "resolve_settings",
+    "running_stack",
+    "up",
+]
 
 log = logging.getLogger(__name__)
 _RAY_GCS_PORT = 6380  # not 6379, the default of Redis and of other Ray clusters
@@ -281,3 +296,55 @@ def down(settings: Settings) -> list[str]:
             stopped.append(name)
     _stack_file(settings).unlink(missing_ok=True)
     return stopped
+
+
+def api_running(info: StackInfo | None) -> bool:
+    """Whether the API recorded in ``info`` answers (a degraded 503 counts as running)."""
+    if info is None:
+        return False
+    try:
+        return httpx.get(f"{info.api_url}/status", timeout=3).status_code in (200, 503)
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def running_stack(
+    settings: Settings,
+    *,
+    http_port: int | None = None,
+    keep: bool = False,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> Iterator[StackInfo]:
+    """The running stack, or one started for the block and stopped after it (unless ``keep``)."""
+    info = read_stack(settings)
+    started = False
+    try:
+        if not api_running(info):
+            started = True  # from here on, whatever up() got running is ours to stop
+            progress("starting the embedded stack (Ray takes ~10 s)")
+            info = up(settings, http_port=http_port)
+        assert info is not None  # noqa: S101 - up() returns it or raises
+        yield info
+    finally:
+        if started and not keep:
+            progress("stopping the stack")
+            stopped = down(settings)
+            progress(f"stopped: {', '.join(stopped) or 'nothing'}")
+
+
+def provision_tenant(
+    settings: Settings, info: StackInfo, *, name: str
+) -> tuple[NewTenant, AuroraClient]:
+    """A new tenant on the stack and an API client holding its credentials."""
+    resolved = resolve_settings(settings)
+    tenant = create_tenant(
+        resolved,
+        RedisStore(resolved.redis_url),
+        TopicAdmin(resolved.kafka_bootstrap),
+        name=name,
+    )
+    client = AuroraClient(
+        info.api_url, client_id=tenant.client_id, client_secret=tenant.client_secret
+    )
+    return tenant, client

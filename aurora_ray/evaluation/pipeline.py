@@ -13,15 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import httpx
-
-from aurora_ray.adapters.kafka import TopicAdmin
-from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.client import AuroraClient
 from aurora_ray.demo_stream import to_ndjson
 from aurora_ray.settings import Settings
-from aurora_ray.stack import down, read_stack, resolve_settings, up
-from aurora_ray.tenants import create_tenant
+from aurora_ray.stack import provision_tenant, running_stack
 
 __all__ = ["compare_alerts", "through_pipeline"]
 
@@ -42,13 +37,6 @@ def compare_alerts(offline: set[tuple[str, int]], live: set[tuple[str, int]]) ->
         "only_live": sorted(live - offline)[:20],
         "agree": offline == live,
     }
-
-
-def _api_running(api_url: str) -> bool:
-    try:
-        return httpx.get(f"{api_url}/status", timeout=3).status_code in (200, 503)
-    except httpx.HTTPError:
-        return False
 
 
 def _processed(client: AuroraClient, tenant_id: str) -> int:
@@ -80,23 +68,8 @@ def through_pipeline(
     timeout_s: float = 900.0,
 ) -> dict[str, Any]:
     """Send ``events`` through the API of a fresh tenant; compare its alerts with ``offline``."""
-    info = read_stack(settings)
-    started = False
-    try:
-        if info is None or not _api_running(info.api_url):
-            progress("starting the embedded stack")
-            started = True
-            info = up(settings)
-        resolved = resolve_settings(settings)
-        tenant = create_tenant(
-            resolved,
-            RedisStore(resolved.redis_url),
-            TopicAdmin(resolved.kafka_bootstrap),
-            name=f"evaluation-{int(time.time())}",
-        )
-        client = AuroraClient(
-            info.api_url, client_id=tenant.client_id, client_secret=tenant.client_secret
-        )
+    with running_stack(settings, progress=progress) as info:
+        tenant, client = provision_tenant(settings, info, name=f"evaluation-{int(time.time())}")
         began = time.monotonic()
         for i in range(0, len(events), _BATCH):
             batch = [{**e, "tenant_id": tenant.tenant_id} for e in events[i : i + _BATCH]]
@@ -115,7 +88,3 @@ def through_pipeline(
         result.update({"events": len(events), "sent_s": sent_s, "scored_s": scored_s})
         client.close()
         return result
-    finally:
-        if started:
-            progress("stopping the embedded stack")
-            down(settings)
