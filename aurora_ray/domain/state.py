@@ -204,6 +204,9 @@ class BatchOutput:
     event_rows: I64 = field(default_factory=lambda: np.empty(0, np.int64))
     event_as_of_s: F64 = field(default_factory=lambda: np.empty(0, np.float64))
     event_probability: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    event_on_hand: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    event_rate_per_h: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    event_second_moment_per_h: F64 = field(default_factory=lambda: np.empty(0, np.float64))
 
 
 def _segment_starts(starts: NDArray[np.bool_]) -> I64:
@@ -334,6 +337,9 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
         event_rows=rows,
         event_as_of_s=as_of,
         event_probability=probability,
+        event_on_hand=on_hand.astype(np.float64),
+        event_rate_per_h=rate * 3600.0,
+        event_second_moment_per_h=sums["s_qty2"] / duration * 3600.0,
     )
 
 
