@@ -15,7 +15,7 @@ the comparison cannot drift from what the product does.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,10 +24,19 @@ from numpy.typing import NDArray
 
 from aurora_ray.demo_stream import to_ndjson
 from aurora_ray.domain.events import parse_ndjson
+from aurora_ray.domain.features import event_features
 from aurora_ray.domain.scoring import stockout_probability
-from aurora_ray.domain.state import EventBatch, ScoringParams, SkuState, apply_batch
+from aurora_ray.domain.state import BatchOutput, EventBatch, ScoringParams, SkuState, apply_batch
 
-__all__ = ["METHODS", "AuroraAnalytic", "NightlyBatch", "Predictor", "Series", "make_predictor"]
+__all__ = [
+    "METHODS",
+    "AuroraAnalytic",
+    "LearnedScorer",
+    "NightlyBatch",
+    "Predictor",
+    "Series",
+    "make_predictor",
+]
 
 F64 = NDArray[np.float64]
 _DAY_S = 86_400.0
@@ -96,9 +105,40 @@ class AuroraAnalytic:
         output = apply_batch(self.state, EventBatch.from_events(parsed.events), self.params)
         keys = self.state.keys
         skus = [_sku_of(keys[r]) for r in output.event_rows.tolist()]
-        self.series.add(skus, output.event_as_of_s, output.event_probability)
+        probability = self._probability(output)
+        self.series.add(skus, output.event_as_of_s, probability)
         self.elapsed_s += time.perf_counter() - began
-        return skus, output.event_as_of_s, output.event_probability
+        return skus, output.event_as_of_s, probability
+
+    def _probability(self, output: BatchOutput) -> F64:
+        return output.event_probability
+
+
+class LearnedScorer(AuroraAnalytic):
+    """The same fold, with the probability from a model over :func:`event_features`.
+
+    ``model`` maps a feature matrix to probabilities (e.g. a trained XGBoost booster wrapped by
+    :func:`aurora_ray.evaluation.learned.train_xgboost`). Rows whose stock is unknown stay NaN.
+    """
+
+    name = "xgboost"
+
+    def __init__(
+        self,
+        tenant_id: str,
+        model: Callable[[F64], F64],
+        params: ScoringParams | None = None,
+    ) -> None:
+        super().__init__(tenant_id, params)
+        self.model = model
+
+    def _probability(self, output: BatchOutput) -> F64:
+        features = event_features(output)
+        known = ~np.isnan(output.event_probability)
+        probability = np.full(len(features), np.nan)
+        if known.any():
+            probability[known] = self.model(features[known])
+        return probability
 
 
 class NightlyBatch:
@@ -181,12 +221,22 @@ def _epoch(stamp: str) -> float:
     return float(np.datetime64(stamp.rstrip("Z"), "ms").astype(np.int64)) / 1000.0
 
 
-METHODS = ("nightly-batch", "aurora-analytic")
+METHODS = ("nightly-batch", "aurora-analytic", "xgboost")
 
 
-def make_predictor(name: str, tenant_id: str, params: ScoringParams | None = None) -> Predictor:
+def make_predictor(
+    name: str,
+    tenant_id: str,
+    params: ScoringParams | None = None,
+    *,
+    model: Callable[[F64], F64] | None = None,
+) -> Predictor:
     if name == "aurora-analytic":
         return AuroraAnalytic(tenant_id, params)
     if name == "nightly-batch":
         return NightlyBatch(tenant_id)
+    if name == "xgboost":
+        if model is None:
+            raise ValueError("the xgboost method needs a trained model")
+        return LearnedScorer(tenant_id, model, params)
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")

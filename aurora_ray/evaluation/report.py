@@ -48,7 +48,7 @@ def _loop_table(results: dict[str, Any]) -> str:
             f"| {o['oos_sku_days']} | {o['lost_units']} | {o['expedite_orders']} |"
         )
     batch = loop.get("nightly-batch")
-    aurora = loop.get("aurora-analytic")
+    aurora = loop.get("xgboost") or loop.get("aurora-analytic")
     if batch and aurora and batch["stockout_episodes"]:
         vs = 1 - aurora["stockout_episodes"] / batch["stockout_episodes"]
         rows.append("")

@@ -233,10 +233,13 @@ def _through_pipeline(
 
 
 def _closed_loop_callback(
-    name: str, tenant_id: str, config: EvaluationConfig
+    name: str,
+    tenant_id: str,
+    config: EvaluationConfig,
+    model: Callable[[F64], F64] | None = None,
 ) -> Callable[[Mapping[str, Any]], list[str]]:
     """Feed the method as the simulation runs; expedite at each new alert (online dedup)."""
-    predictor = make_predictor(name, tenant_id, config.params)
+    predictor = make_predictor(name, tenant_id, config.params, model=model)
     buffer: list[Mapping[str, Any]] = []
     last_alert: dict[str, float] = {}
     hour = {"key": ""}
@@ -303,9 +306,19 @@ def evaluate(
         "ceiling": _single_order_share(bench, config.horizon_s),
         "methods": {},
     }
+    model = None
+    if "xgboost" in config.methods:
+        from aurora_ray.evaluation.learned import train_xgboost, training_set
+
+        progress("training xgboost on a simulation of the training period")
+        data = training_set(
+            path, tenant_id=tenant_id, test_from=config.test_from, horizon_s=config.horizon_s
+        )
+        model = train_xgboost(data)
+        results["xgboost_training_rows"] = len(data)
     for name in config.methods:
         progress(f"replaying {len(events)} events through {name}")
-        predictor = make_predictor(name, tenant_id, config.params)
+        predictor = make_predictor(name, tenant_id, config.params, model=model)
         _run(predictor, events)
         results["methods"][name] = _method_metrics(predictor, truth, config)
         if name == "aurora-analytic" and config.through_pipeline:
@@ -320,7 +333,7 @@ def evaluate(
                 test_from=config.test_from,
                 end=config.end,
                 seed=config.seed,
-                on_event=_closed_loop_callback(name, tenant_id, config),
+                on_event=_closed_loop_callback(name, tenant_id, config, model),
                 keep_events=False,
             )
             loop[name] = _loop_outcome(run)

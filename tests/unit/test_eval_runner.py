@@ -32,7 +32,7 @@ def test_evaluate_writes_report_metrics_and_plots(slice_file: Path, tmp_path: Pa
                  "precision_recall.png", "stockouts.png"):  # fmt: skip
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(saved["methods"]) == {"nightly-batch", "aurora-analytic"}
+    assert set(saved["methods"]) == {"nightly-batch", "aurora-analytic", "xgboost"}
     for res in saved["methods"].values():
         cal = res["calibration"]
         assert 0 <= cal["brier"] <= 1 and 0 <= cal["ece"] <= 1 and cal["samples"] > 0
@@ -41,7 +41,7 @@ def test_evaluate_writes_report_metrics_and_plots(slice_file: Path, tmp_path: Pa
             assert t["duplicates_per_10k"] == 0  # the 24 h dedup rule holds
             assert 0 <= t["recall_at_24h"] <= 1
     loop = results["closed_loop"]
-    assert set(loop) == {"none", "nightly-batch", "aurora-analytic"}
+    assert set(loop) == {"none", "nightly-batch", "aurora-analytic", "xgboost"}
     assert loop["none"]["expedite_orders"] == 0
     assert loop["aurora-analytic"]["expedite_orders"] > 0
     report = (tmp_path / "report.md").read_text()
