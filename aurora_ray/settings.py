@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     rate_half_life_hours: float = Field(72.0, gt=0)
     min_history_hours: float = Field(6.0, ge=0)
     censored_demand: bool = False  # stop the demand clock while out of stock (see evaluation)
+    timer_period_hours: float = Field(24.0, ge=0)  # re-score every SKU each period; 0: never
     model_version: str = "analytic-nb-1"
 
     # Stream processing.

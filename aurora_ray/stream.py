@@ -28,9 +28,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from aurora_ray.adapters.kafka import make_consumer
 from aurora_ray.adapters.redis_store import Checkpoint, RedisStore
-from aurora_ray.domain.alerts import build_outputs
+from aurora_ray.domain.alerts import AlertRecord, build_outputs
 from aurora_ray.domain.events import decode_stream_events
-from aurora_ray.domain.state import EventBatch, ScoringParams, SkuState, apply_batch
+from aurora_ray.domain.state import TYPE_CODES, ScoringParams, SkuState
+from aurora_ray.domain.timers import fold_with_timers
 from aurora_ray.settings import Settings
 
 __all__ = ["ShardMetrics", "ShardProcessor", "partitions_for"]
@@ -94,6 +95,7 @@ class ShardProcessor:
             dedup_window_s=settings.dedup_window_s,
             min_history_s=settings.min_history_hours * 3600.0,
             censored_demand=settings.censored_demand,
+            timer_period_s=settings.timer_period_hours * 3600.0,
             default_threshold=settings.default_threshold,
         )
         self._consumer_factory = consumer_factory or (
@@ -159,17 +161,19 @@ class ShardProcessor:
         assert self._consumer is not None  # noqa: S101 - restore() sets it
         messages = self._consumer.consume(self.settings.batch_max_events, timeout=timeout)
         values: list[bytes] = []
+        partitions: list[int] = []
         for message in messages:
             if message.error():
                 log.warning("consume error on %s: %s", self.topic, message.error())
                 continue
             values.append(message.value() or b"")
             partition, offset = message.partition(), message.offset()
+            partitions.append(partition if partition is not None else -1)
             if partition is not None and offset is not None:
                 self.progress.offsets[partition] = offset + 1
         if values:
             try:
-                self._process(values)
+                self._process(values, partitions)
             except Exception:
                 # The batch's outputs may not have been written: fall back to the last
                 # checkpoint and replay from its offsets, exactly as after a crash.
@@ -197,22 +201,29 @@ class ShardProcessor:
             self.state = SkuState()
             self.progress = _Progress()
 
-    def _process(self, values: list[bytes]) -> None:
+    def _process(self, values: list[bytes], partitions: list[int]) -> None:
         events, bad = decode_stream_events(values)
         if bad:
             self.store.dead_letter(self.tenant_id, [values[i] for i in bad])
             self.progress.dead_letters += len(bad)
-        batch = EventBatch.from_events(events)
+            skipped = set(bad)
+            partitions = [p for i, p in enumerate(partitions) if i not in skipped]
         self._refresh_thresholds()
-        output = apply_batch(self.state, batch, self.params)
+        outputs = fold_with_timers(self.state, events, partitions, self.params)
         now = self.clock()
-        predictions, alerts = build_outputs(
-            self.state,
-            output,
-            tenant_id=self.tenant_id,
-            model_version=self.settings.model_version,
-            now_s=now,
-        )
+        predictions: dict[str, dict[str, Any]] = {}
+        alerts: list[AlertRecord] = []
+        for output in outputs:  # in order: a later picture of a SKU replaces an earlier one
+            batch_predictions, batch_alerts = build_outputs(
+                self.state,
+                output,
+                tenant_id=self.tenant_id,
+                model_version=self.settings.model_version,
+                now_s=now,
+            )
+            predictions.update(batch_predictions)
+            alerts.extend(batch_alerts)
+        unknown = sum(1 for e in events if e.event_type not in TYPE_CODES)
         self.store.write_outputs(
             self.tenant_id,
             shard=self.shard,
@@ -220,7 +231,7 @@ class ShardProcessor:
             alerts=alerts,
             counters={
                 "events_processed": len(values),
-                "events_unknown_type": batch.unknown,
+                "events_unknown_type": unknown,
                 "alerts_generated": len(alerts),
                 "dead_letters": len(bad),
             },
@@ -228,9 +239,9 @@ class ShardProcessor:
         self.progress.events += len(values)
         self.progress.since_checkpoint += len(values)
         self.progress.alerts += len(alerts)
-        self.progress.unknown += batch.unknown
-        sample = batch.received_s[:: max(1, len(batch) // 100)]
-        latencies = ((now - sample) * 1000.0).tolist()
+        self.progress.unknown += unknown
+        sample = events[:: max(1, len(events) // 100)]
+        latencies = [now * 1000.0 - e.received_ms for e in sample]
         self.metrics.record_batch(
             events=len(values), alerts=len(alerts), latencies_ms=latencies, lag=self.lag()
         )

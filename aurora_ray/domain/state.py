@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,7 +24,16 @@ from numpy.typing import NDArray
 from aurora_ray.domain.events import EventType, StreamEvent
 from aurora_ray.domain.scoring import score
 
-__all__ = ["BatchOutput", "EventBatch", "ScoringParams", "SkuState", "apply_batch", "TYPE_CODES"]
+__all__ = [
+    "TYPE_CODES",
+    "BatchOutput",
+    "EventBatch",
+    "ScoringParams",
+    "SkuState",
+    "apply_batch",
+    "moves_state",
+    "raise_alerts",
+]
 
 TYPE_CODES: Final[dict[str, int]] = {
     EventType.ORDER_CREATED: 1,
@@ -49,6 +58,8 @@ class ScoringParams:
     default_threshold: float = 0.7
     # Demand is censored while out of stock: let its clock stop there (rates do not decay).
     censored_demand: bool = False
+    # Event-time timers: every SKU is re-scored at each multiple of this period (0: never).
+    timer_period_s: float = 24 * 3600.0
 
     @property
     def tau_s(self) -> float:
@@ -68,6 +79,7 @@ _COLUMNS: Final[dict[str, tuple[type, float]]] = {
     "last_alert": (np.float64, np.nan),  # event time of the last alert raised
     "threshold": (np.float64, np.nan),  # per-SKU override; NaN means the tenant default
     "probability": (np.float64, np.nan),  # latest score
+    "partition": (np.int64, -1),  # topic partition the SKU's events come from (for timers)
 }
 
 
@@ -78,6 +90,7 @@ class SkuState:
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
         self.overrides: dict[str, float] = {}  # per-SKU thresholds, also applied to new rows
+        self.watermarks: dict[int, float] = {}  # partition -> latest event time seen (timers)
         self.cols: dict[str, NDArray[np.generic]] = {
             name: np.full(capacity, init, dtype=dtype) for name, (dtype, init) in _COLUMNS.items()
         }
@@ -133,8 +146,12 @@ class SkuState:
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        arrays = {name: self.col(name) for name in _COLUMNS}
-        np.savez(buffer, keys=np.array(self.keys, dtype=np.str_), **arrays)  # type: ignore[arg-type]
+        marks = sorted(self.watermarks.items())
+        arrays: dict[str, Any] = {name: self.col(name) for name in _COLUMNS}
+        arrays["keys"] = np.array(self.keys, dtype=np.str_)
+        arrays["wm_partitions"] = np.array([p for p, _ in marks], dtype=np.int64)
+        arrays["wm_times"] = np.array([t for _, t in marks], dtype=np.float64)
+        np.savez(buffer, **arrays)
         return buffer.getvalue()
 
     @classmethod
@@ -147,7 +164,21 @@ class SkuState:
         for name in _COLUMNS:
             if name in loaded:
                 state.cols[name][: len(keys)] = loaded[name]
+        if "wm_partitions" in loaded:
+            state.watermarks = {
+                int(p): float(t)
+                for p, t in zip(loaded["wm_partitions"], loaded["wm_times"], strict=True)
+            }
         return state
+
+
+def moves_state(event: StreamEvent) -> bool:
+    """Known type with a SKU key; a catalogue-only upsert (no initial_stock) moves nothing."""
+    return (
+        event.event_type in TYPE_CODES
+        and event.key is not None
+        and not (event.event_type == EventType.SKU_UPSERTED and event.value < 0)
+    )
 
 
 @dataclass
@@ -164,14 +195,7 @@ class EventBatch:
 
     @classmethod
     def from_events(cls, events: list[StreamEvent]) -> EventBatch:
-        scored = [
-            e
-            for e in events
-            if e.event_type in TYPE_CODES
-            and e.key is not None
-            # a catalogue-only upsert (no initial_stock) does not move state
-            and not (e.event_type == EventType.SKU_UPSERTED and e.value < 0)
-        ]
+        scored = [e for e in events if moves_state(e)]
         return cls(
             keys=[f"{e.sku}@{e.warehouse}" for e in scored],
             type_code=np.fromiter((TYPE_CODES[e.event_type] for e in scored), np.int8, len(scored)),
@@ -310,7 +334,7 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
     probability = np.where(known, scores.probability, np.nan)
     predicted = np.where(known, scores.predicted_oos_s, np.nan)
 
-    alerts = _raise_alerts(state, rows, as_of, probability, known, params)
+    alerts = raise_alerts(state, rows, as_of, probability, known, params)
 
     # -- the state after the batch: each row's last event ---------------------------------------
     end = np.flatnonzero(last_of_row)
@@ -343,7 +367,7 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
     )
 
 
-def _raise_alerts(
+def raise_alerts(
     state: SkuState,
     rows: I64,
     as_of: F64,

@@ -19,7 +19,8 @@ from numpy.typing import NDArray
 from aurora_ray.demo_stream import to_ndjson
 from aurora_ray.domain.events import parse_ndjson
 from aurora_ray.domain.features import FEATURE_NAMES, event_features
-from aurora_ray.domain.state import EventBatch, ScoringParams, SkuState, apply_batch
+from aurora_ray.domain.state import ScoringParams, SkuState
+from aurora_ray.domain.timers import fold_with_timers
 from aurora_ray.evaluation import metrics as m
 from aurora_ray.evaluation.simulate import build_benchmark
 
@@ -77,11 +78,12 @@ def training_set(
         parsed = parse_ndjson(
             to_ndjson([dict(e) for e in events[i : i + _CHUNK]]), tenant_id=tenant_id, received_ms=0
         )
-        output = apply_batch(state, EventBatch.from_events(parsed.events), params)
-        known = ~np.isnan(output.event_probability)
-        rows.append(event_features(output)[known])
-        skus.extend(state.keys[r].rsplit("@", 1)[0] for r in output.event_rows[known].tolist())
-        times.append(output.event_as_of_s[known])
+        # The same timed fold as the shards (events and timer ticks), so no train/serve skew.
+        for output in fold_with_timers(state, parsed.events, [0] * len(parsed.events), params):
+            known = ~np.isnan(output.event_probability)
+            rows.append(event_features(output)[known])
+            skus.extend(state.keys[r].rsplit("@", 1)[0] for r in output.event_rows[known].tolist())
+            times.append(output.event_as_of_s[known])
     features = np.vstack(rows)
     sku_arr, t = np.array(skus), np.concatenate(times)
     ep = bench.result.episodes

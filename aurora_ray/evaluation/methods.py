@@ -27,6 +27,7 @@ from aurora_ray.domain.events import parse_ndjson
 from aurora_ray.domain.features import event_features
 from aurora_ray.domain.scoring import stockout_probability
 from aurora_ray.domain.state import BatchOutput, EventBatch, ScoringParams, SkuState, apply_batch
+from aurora_ray.domain.timers import fold_with_timers
 
 __all__ = [
     "METHODS",
@@ -102,13 +103,22 @@ class AuroraAnalytic:
         )
         if parsed.errors:
             raise ValueError(f"the simulated stream failed validation: {parsed.errors[:3]}")
-        output = apply_batch(self.state, EventBatch.from_events(parsed.events), self.params)
+        # One partition: the evaluation stream is in event-time order, so its timers fire where
+        # each of a topic's partitions would fire them (see aurora_ray.domain.timers).
+        outputs = fold_with_timers(self.state, parsed.events, [0] * len(parsed.events), self.params)
         keys = self.state.keys
-        skus = [_sku_of(keys[r]) for r in output.event_rows.tolist()]
-        probability = self._probability(output)
-        self.series.add(skus, output.event_as_of_s, probability)
+        skus: list[str] = []
+        times: list[F64] = []
+        probs: list[F64] = []
+        for output in outputs:
+            skus.extend(_sku_of(keys[r]) for r in output.event_rows.tolist())
+            times.append(output.event_as_of_s)
+            probs.append(self._probability(output))
+        time_s = np.concatenate(times) if times else np.empty(0)
+        probability = np.concatenate(probs) if probs else np.empty(0)
+        self.series.add(skus, time_s, probability)
         self.elapsed_s += time.perf_counter() - began
-        return skus, output.event_as_of_s, probability
+        return skus, time_s, probability
 
     def _probability(self, output: BatchOutput) -> F64:
         return output.event_probability

@@ -86,7 +86,10 @@ class RecordingMetrics:
 
 def settings_for(svc: Services, **overrides: Any) -> Settings:
     # No time- or count-based checkpoint unless a test asks for one: checkpoints are explicit.
+    # Timers off: these tests compare the shard with one plain fold of the events (timers have
+    # their own tests in tests/unit/test_timers.py and test_timers_in_the_shard below).
     values: dict[str, Any] = {
+        "timer_period_hours": 0.0,
         "checkpoint_interval_s": 3600.0,
         "checkpoint_events": 1_000_000,
         "batch_max_events": 64,

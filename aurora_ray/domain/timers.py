@@ -1,0 +1,136 @@
+"""Event-time timers: re-score SKUs as time passes, not only when their events arrive.
+
+A slow SKU may see no event for days while its stock runs down in expectation; a score taken only
+at its events goes stale. Like a stream processor's event-time timers, every time a partition's
+event time (its running maximum, its watermark) crosses a multiple of ``timer_period_s``, every
+SKU of that partition is scored as of that boundary, with the same alert rule as for events.
+
+Timers are driven per partition, in offset order, so they fire at the same point of the sequence
+in a replay as live: the state and the alerts stay a function of the per-partition event
+sequences. A partition that receives no events does not advance, and its SKUs are not re-scored
+(as with an idle source in other stream processors).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from aurora_ray.domain.events import StreamEvent
+from aurora_ray.domain.scoring import score
+from aurora_ray.domain.state import (
+    BatchOutput,
+    EventBatch,
+    ScoringParams,
+    SkuState,
+    apply_batch,
+    moves_state,
+    raise_alerts,
+)
+
+__all__ = ["fold_with_timers", "tick"]
+
+I64 = NDArray[np.int64]
+
+
+def tick(state: SkuState, at_s: float, params: ScoringParams, rows: I64) -> BatchOutput:
+    """Score ``rows`` (with known stock and no event after ``at_s``) as of event time ``at_s``.
+
+    Nothing but the scores and the alert marks changes: decayed sums are read at ``at_s``."""
+    rows = rows[state.cols["stock_known"][rows].astype(bool)]
+    rows = rows[~(state.cols["t_last"][rows].astype(np.float64) > at_s)]
+    n = len(rows)
+    if n == 0:
+        empty = np.empty(0, dtype=np.float64)
+        return BatchOutput(np.empty(0, np.int64), empty, empty, empty, empty)
+    tau = params.tau_s
+    on_hand = state.cols["on_hand"][rows].astype(np.float64)
+    t_last = state.cols["t_last"][rows]
+    age = np.maximum(at_s - np.nan_to_num(t_last, nan=at_s), 0.0)
+    if params.censored_demand:
+        age = np.where(on_hand <= 0, 0.0, age)
+    clock = state.cols["in_stock_s"][rows] + age
+    decay = np.where(np.isnan(state.cols["t_ref"][rows]), 0.0, np.exp(-age / tau))
+    duration = np.maximum(tau * -np.expm1(-np.maximum(clock, 0.0) / tau), params.min_history_s)
+    rate = state.cols["s_qty"][rows] * decay / duration
+    as_of = np.full(n, at_s)
+    scores = score(
+        on_hand=on_hand,
+        rate=rate,
+        second_moment_rate=state.cols["s_qty2"][rows] * decay / duration,
+        as_of_s=as_of,
+        horizon_s=params.horizon_s,
+    )
+    known = np.ones(n, dtype=bool)
+    alerts = raise_alerts(state, rows, as_of, scores.probability, known, params)
+    state.cols["probability"][rows] = scores.probability
+    return BatchOutput(
+        rows=rows,
+        as_of_s=as_of,
+        probability=scores.probability,
+        predicted_oos_s=scores.predicted_oos_s,
+        demand_rate_per_h=rate * 3600.0,
+        alert_rows=rows[alerts],
+        alert_as_of_s=as_of[alerts],
+        alert_probability=scores.probability[alerts],
+        alert_predicted_oos_s=scores.predicted_oos_s[alerts],
+        event_rows=rows,
+        event_as_of_s=as_of,
+        event_probability=scores.probability,
+        event_on_hand=on_hand,
+        event_rate_per_h=rate * 3600.0,
+        event_second_moment_per_h=state.cols["s_qty2"][rows] * decay / duration * 3600.0,
+    )
+
+
+def fold_with_timers(
+    state: SkuState,
+    events: Sequence[StreamEvent],
+    partitions: Sequence[int],
+    params: ScoringParams,
+) -> list[BatchOutput]:
+    """Apply ``events`` (with the partition each came from, in offset order) and fire the timers
+    their partitions' event time crosses; outputs in the order they happened."""
+    outputs: list[BatchOutput] = []
+    period = params.timer_period_s
+    marks = state.watermarks
+    start = 0
+
+    def flush(upto: int) -> None:
+        nonlocal start
+        if upto <= start:
+            return
+        chunk = events[start:upto]
+        batch = EventBatch.from_events(list(chunk))
+        outputs.append(apply_batch(state, batch, params))
+        owned = [
+            (e.key, p)
+            for e, p in zip(chunk, partitions[start:upto], strict=True)
+            if e.key is not None and moves_state(e)
+        ]
+        if owned:
+            rows = state.rows_for([k for k, _ in owned])
+            state.cols["partition"][rows] = [p for _, p in owned]
+        start = upto
+
+    for i, (event, partition) in enumerate(zip(events, partitions, strict=True)):
+        ts = event.ts_ms / 1000.0
+        previous = marks.get(partition)
+        if previous is None or ts <= previous:
+            marks[partition] = ts if previous is None else previous
+            continue
+        marks[partition] = ts
+        if period <= 0:
+            continue
+        first, last = math.floor(previous / period) + 1, math.floor(ts / period)
+        if first > last:
+            continue
+        flush(i)
+        owned_rows = np.flatnonzero(state.col("partition") == partition)
+        for k in range(first, last + 1):
+            outputs.append(tick(state, k * period, params, owned_rows))
+    flush(len(events))
+    return outputs
