@@ -16,13 +16,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from aurora_ray.demo_stream import to_ndjson
-from aurora_ray.domain.events import parse_ndjson
 from aurora_ray.domain.features import FEATURE_NAMES, event_features
-from aurora_ray.domain.state import ScoringParams, SkuState
-from aurora_ray.domain.timers import fold_with_timers
+from aurora_ray.domain.state import BatchOutput, ScoringParams
 from aurora_ray.evaluation import metrics as m
-from aurora_ray.evaluation.simulate import build_benchmark
+from aurora_ray.evaluation.methods import AuroraAnalytic
+from aurora_ray.evaluation.simulate import build_benchmark, episodes_of
 
 __all__ = ["TrainingSet", "training_set", "train_xgboost"]
 
@@ -39,6 +37,19 @@ XGB_PARAMS: dict[str, Any] = {
     "seed": 0,
 }
 XGB_ROUNDS = 300
+
+
+class _FeatureRecorder(AuroraAnalytic):
+    """The analytic replay, keeping the feature rows of every scored point it shows."""
+
+    def __init__(self, tenant_id: str, params: ScoringParams) -> None:
+        super().__init__(tenant_id, params)
+        self.rows: list[F64] = []
+
+    def _probability(self, output: BatchOutput) -> F64:
+        known = ~np.isnan(output.event_probability)
+        self.rows.append(event_features(output)[known])  # the rows Series.add keeps, in order
+        return output.event_probability
 
 
 class TrainingSet:
@@ -69,29 +80,15 @@ def training_set(
         warmup=warmup,
         seed=seed,
     )
-    state, params = SkuState(), ScoringParams(horizon_s=horizon_s)
-    rows: list[F64] = []
-    skus: list[str] = []
-    times: list[F64] = []
+    # The analytic replay, which runs the shards' timed fold (events and timer ticks): the
+    # features are recorded exactly where the scores are, so there is no train/serve skew.
+    recorder = _FeatureRecorder(tenant_id, ScoringParams(horizon_s=horizon_s))
     events = bench.result.events
     for i in range(0, len(events), _CHUNK):
-        parsed = parse_ndjson(
-            to_ndjson([dict(e) for e in events[i : i + _CHUNK]]), tenant_id=tenant_id, received_ms=0
-        )
-        # The same timed fold as the shards (events and timer ticks), so no train/serve skew.
-        for output in fold_with_timers(state, parsed.events, [0] * len(parsed.events), params):
-            known = ~np.isnan(output.event_probability)
-            rows.append(event_features(output)[known])
-            skus.extend(state.keys[r].rsplit("@", 1)[0] for r in output.event_rows[known].tolist())
-            times.append(output.event_as_of_s[known])
-    features = np.vstack(rows)
-    sku_arr, t = np.array(skus), np.concatenate(times)
-    ep = bench.result.episodes
-    start = ep["start"].astype("datetime64[ms, UTC]").astype("int64").to_numpy() / 1e3
-    end = np.full(len(ep), np.inf)
-    has_end = ~ep["end"].isna().to_numpy()
-    end[has_end] = ep["end"][has_end].astype("datetime64[ms, UTC]").astype("int64").to_numpy() / 1e3
-    episodes = m.Episodes(sku=ep["sku"].astype(str).to_numpy(), start_s=start, end_s=end)
+        recorder.feed(events[i : i + _CHUNK])
+    features = np.vstack(recorder.rows)
+    sku_arr, t, _ = recorder.series.arrays()
+    episodes = episodes_of(bench.result)
     labels = m.label_samples(sku_arr, t, episodes, horizon_s, include_ongoing=False)
     ongoing = m.label_samples(sku_arr, t, episodes, 0.0, include_ongoing=True).astype(bool)
     complete = t < test_from.timestamp() - horizon_s  # outcome known before the test period

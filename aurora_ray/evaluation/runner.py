@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from aurora_ray.domain.state import ScoringParams
 from aurora_ray.evaluation import metrics as m
 from aurora_ray.evaluation.data import TEST_FROM
 from aurora_ray.evaluation.methods import METHODS, Predictor, make_predictor
-from aurora_ray.evaluation.simulate import Benchmark, build_benchmark
+from aurora_ray.evaluation.simulate import Benchmark, build_benchmark, episodes_of
 from aurora_ray.settings import Settings, load_settings
 
 __all__ = ["EvaluationConfig", "evaluate"]
@@ -67,23 +66,18 @@ class _Truth:
     skus: list[str] = field(default_factory=list)
 
 
-def _epoch(series: pd.Series) -> F64:
-    return np.asarray(series.astype("datetime64[ms, UTC]").astype("int64"), dtype=np.float64) / 1e3
-
-
 def _truth(bench: Benchmark) -> _Truth:
-    ep = bench.result.episodes
-    start = _epoch(ep["start"])
-    end = np.where(ep["end"].isna(), np.inf, 0.0)
-    has_end = ~ep["end"].isna().to_numpy()
-    end[has_end] = _epoch(ep["end"][has_end])
-    skus = ep["sku"].astype(str).to_numpy()
+    episodes = episodes_of(bench.result)
     test_from_s = float(bench.test_from.timestamp())
     end_s = float(bench.result.end.timestamp())
-    in_test = start >= test_from_s
+    in_test = episodes.start_s >= test_from_s
     return _Truth(
-        episodes=m.Episodes(sku=skus, start_s=start, end_s=end),
-        test_episodes=m.Episodes(sku=skus[in_test], start_s=start[in_test], end_s=end[in_test]),
+        episodes=episodes,
+        test_episodes=m.Episodes(
+            sku=episodes.sku[in_test],
+            start_s=episodes.start_s[in_test],
+            end_s=episodes.ends[in_test],
+        ),
         test_from_s=test_from_s,
         end_s=end_s,
         skus=list(bench.skus),

@@ -61,6 +61,7 @@ from aurora_ray.evaluation.data import (
     select_skus,
     split,
 )
+from aurora_ray.evaluation.metrics import Episodes
 
 __all__ = [
     "DEFAULT_WARMUP",
@@ -71,6 +72,7 @@ __all__ = [
     "SimulationResult",
     "StockoutStats",
     "build_benchmark",
+    "episodes_of",
     "simulate",
     "size_policies",
     "stockout_stats",
@@ -256,6 +258,16 @@ class SimulationResult:
     expedites_placed: int = 0
     elapsed_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def episodes_of(result: SimulationResult) -> Episodes:
+    """The ground-truth episodes as metric inputs (epoch seconds; an open episode ends at inf)."""
+    ep = result.episodes
+    start = ep["start"].astype("datetime64[ms, UTC]").astype("int64").to_numpy() / 1e3
+    end = np.full(len(ep), np.inf)
+    has_end = ~ep["end"].isna().to_numpy()
+    end[has_end] = ep["end"][has_end].astype("datetime64[ms, UTC]").astype("int64").to_numpy() / 1e3
+    return Episodes(sku=ep["sku"].astype(str).to_numpy(), start_s=start, end_s=end)
 
 
 def _stamp(ms: int) -> str:
