@@ -75,28 +75,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         valkey.stop()
 
 
-@pytest.fixture
-def make_tenant(stack: Stack) -> Iterator[Callable[..., TenantClient]]:
+def new_tenant(stack: Stack, name: str) -> TenantClient:
+    """A tenant on the session stack, with an API client holding its credentials."""
     from aurora_ray.adapters.kafka import TopicAdmin
     from aurora_ray.adapters.redis_store import RedisStore
     from aurora_ray.client import AuroraClient
     from aurora_ray.tenants import create_tenant
 
-    clients: list[Any] = []
+    created = create_tenant(
+        stack.settings,
+        RedisStore(stack.settings.redis_url),
+        TopicAdmin(stack.settings.kafka_bootstrap),
+        name=name,
+    )
+    client = AuroraClient(
+        stack.base_url, client_id=created.client_id, client_secret=created.client_secret
+    )
+    return TenantClient(created.tenant_id, created.client_id, created.client_secret, client)
+
+
+@pytest.fixture
+def make_tenant(stack: Stack) -> Iterator[Callable[..., TenantClient]]:
+    made: list[TenantClient] = []
 
     def make(name: str = "test") -> TenantClient:
-        created = create_tenant(
-            stack.settings,
-            RedisStore(stack.settings.redis_url),
-            TopicAdmin(stack.settings.kafka_bootstrap),
-            name=name,
-        )
-        client = AuroraClient(
-            stack.base_url, client_id=created.client_id, client_secret=created.client_secret
-        )
-        clients.append(client)
-        return TenantClient(created.tenant_id, created.client_id, created.client_secret, client)
+        tenant = new_tenant(stack, name)
+        made.append(tenant)
+        return tenant
 
     yield make
-    for client in clients:
-        client.close()
+    for tenant in made:
+        tenant.client.close()

@@ -14,13 +14,9 @@ import httpx
 import jwt
 import pytest
 
-from aurora_ray.adapters.kafka import TopicAdmin
-from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.auth import TokenIssuer
-from aurora_ray.client import AuroraClient
-from aurora_ray.tenants import create_tenant
 from aurora_ray.testing import ndjson, order, sku_upserted, stock_snapshot, wait_for
-from tests.conftest import TenantClient
+from tests.conftest import TenantClient, new_tenant
 from tests.integration.helpers import bearer, topic_size
 
 pytestmark = pytest.mark.integration
@@ -39,23 +35,10 @@ ROUTES: list[tuple[str, str]] = [
 ]
 
 
-def _new_tenant(stack, name: str) -> TenantClient:
-    created = create_tenant(
-        stack.settings,
-        RedisStore(stack.settings.redis_url),
-        TopicAdmin(stack.settings.kafka_bootstrap),
-        name=name,
-    )
-    client = AuroraClient(
-        stack.base_url, client_id=created.client_id, client_secret=created.client_secret
-    )
-    return TenantClient(created.tenant_id, created.client_id, created.client_secret, client)
-
-
 @pytest.fixture(scope="module")
 def pair(stack) -> Iterator[tuple[TenantClient, TenantClient]]:
     """Tenant A with thresholds, a prediction and an alert; tenant B with nothing."""
-    a, b = _new_tenant(stack, "tenant-a"), _new_tenant(stack, "tenant-b")
+    a, b = new_tenant(stack, "tenant-a"), new_tenant(stack, "tenant-b")
     try:
         response = a.client.put(
             "/v1/settings/thresholds", json={"default": 0.6, "skus": {"SECRET": 0.4}}
