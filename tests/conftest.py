@@ -19,6 +19,7 @@ class Stack:
     settings: Settings
     base_url: str
     data_dir: Path
+    dashboard_url: str  # Ray's dashboard: the job submission API (backfill, retrain)
 
 
 @dataclass
@@ -44,6 +45,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = stack_mod.resolve_settings(
         Settings(
             data_dir=data_dir,
+            warehouse_uri=str(data_dir / "warehouse"),
             redis_url=valkey.url,
             kafka_bootstrap=tansu.url,
             checkpoint_interval_s=1.0,
@@ -51,10 +53,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             batch_max_events=2_000,
         )
     )
+    dashboard_port = free_port()
     ray.init(
         address="local",  # always a fresh local instance, never someone's running cluster
         num_cpus=4,
-        include_dashboard=False,
+        include_dashboard=True,  # the job submission API lives in the dashboard
+        dashboard_host="127.0.0.1",
+        dashboard_port=dashboard_port,
         namespace=NAMESPACE,
         log_to_driver=False,
         runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
@@ -62,7 +67,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = free_port()
     try:
         stack_mod.deploy(settings.model_copy(update={"http_port": port}), http_port=port)
-        yield Stack(settings=settings, base_url=f"http://127.0.0.1:{port}", data_dir=data_dir)
+        yield Stack(
+            settings=settings,
+            base_url=f"http://127.0.0.1:{port}",
+            data_dir=data_dir,
+            dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+        )
     finally:
         try:
             supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
