@@ -139,9 +139,15 @@ class BatchProducer:
                 producer.poll(0.05)
 
     def produce_batch(
-        self, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes]],
+        *,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> Future[None]:
-        """Produce ``(key, value)`` records; the future resolves when all are acknowledged."""
+        """Produce ``(key, value)`` records; the future resolves when all are acknowledged.
+
+        ``headers`` go on every record of the batch (the backfill marks its records so)."""
         producer = self._start()
         pending = _Pending(len(records))
         if not records:
@@ -166,7 +172,9 @@ class BatchProducer:
             for key, value in records:
                 while True:
                     try:
-                        producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                        producer.produce(
+                            topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                        )
                         produced += 1
                         break
                     except BufferError:
