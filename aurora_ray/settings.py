@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     warehouse_uri: str = "var/warehouse"
     data_dir: Path = Path("var")
 
+    # Warehouse (aurora_ray/warehouse): sink flush period, delay alert, retention in days.
+    warehouse_flush_s: float = Field(5.0, gt=0)
+    warehouse_max_delay_s: float = Field(1800.0, gt=0)
+    retention_raw_days: int = Field(90, ge=1)
+    retention_modelled_days: int = Field(730, ge=1)
+
     # Prediction and alerting.
     horizon_hours: float = Field(48.0, gt=0)
     default_threshold: float = Field(0.7, gt=0, le=1)
