@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = ""
     warehouse_uri: str = "var/warehouse"
     data_dir: Path = Path("var")
+    # Ray's dashboard: the job submission API (backfill, retrain jobs are submitted there).
+    ray_dashboard_url: str = "http://127.0.0.1:8265"
 
     # Warehouse (aurora_ray/warehouse): sink flush period, delay alert, retention in days.
     warehouse_flush_s: float = Field(5.0, gt=0)
