@@ -1,0 +1,477 @@
+"""Backfill: history from a file into the warehouse and the SKU state, each event applied once.
+
+A backfill reads NDJSON (plain or gzip) or Parquet, validates every line with the live API's own
+parser (:func:`aurora_ray.domain.events.parse_ndjson`), and splits it:
+
+* rejected lines go to a rejects file, one JSON object a line: the file's real line number, the
+  reason naming the field, and the raw line;
+* accepted events are deduplicated by ``event_id``: within the file (the first line wins) and
+  against what was applied before (the event ids in ``fact_order``, which the live stream's
+  warehouse sink fills, and the ledgers of earlier backfills);
+* the remaining orders are written to ``fact_order`` in batches whose ids derive from the
+  backfill id, so a retried job replaces its own files instead of adding rows;
+* all remaining events are produced to the tenant topic sorted by event time (ties in file
+  order), keyed ``sku@warehouse`` and marked with the header ``aurora-source: backfill``: the
+  shards fold them with their usual code, and the warehouse sink skips them (already written).
+
+Why a ledger: ``fact_order`` only holds orders, yet a stock receipt applied twice is as wrong as an
+order applied twice. Each backfill writes the event ids it applies to
+``<warehouse>/backfill_ledger/tenant_id=<t>/<backfill_id>.parquet`` *before* it writes or produces
+anything; a later backfill skips them, and a retry of the same backfill id re-uses its own ledger
+as its plan (it does not count its own rows as duplicates) and resumes producing after the events
+the previous attempt had acknowledged.
+
+Events without ``event_id`` get a deterministic one (a UUIDv5 of the tenant and the line's
+bytes), so re-running the same file finds them again; the live API gives such events a random id,
+so they cannot be matched against the live stream. Events without ``occurred_at`` are rejected:
+history without a time cannot be placed.
+
+Decoding and validation run as Ray Data ``map_batches`` over chunks of lines (each chunk carries
+the number of its first line), or in-process (``engine="local"``); see docs/architecture.md for
+the measured comparison. Everything else is vectorised pyarrow in the driver.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any, Final, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from aurora_ray.domain.events import (
+    MAX_LINE_BYTES,
+    MAX_TS_MS,
+    EventType,
+    LineError,
+    encode_stream_event,
+    parse_ndjson,
+)
+
+__all__ = [
+    "BACKFILL_ID_HEADER",
+    "SOURCE_BACKFILL",
+    "SOURCE_HEADER",
+    "BackfillCounts",
+    "Chunk",
+    "Engine",
+    "Plan",
+    "deduplicate",
+    "event_time_order",
+    "fact_order_rows",
+    "iter_chunks",
+    "open_filesystem",
+    "validate_chunk",
+    "write_rejects",
+]
+
+log = logging.getLogger(__name__)
+
+SOURCE_HEADER: Final = "aurora-source"  # Kafka header on every record a backfill produces
+SOURCE_BACKFILL: Final = b"backfill"
+BACKFILL_ID_HEADER: Final = "aurora-backfill-id"
+CHUNK_BYTES: Final = 4 * 1024 * 1024  # ~15 000 lines of a typical envelope
+MAX_PRICE: Final = 99_999_999.99  # fact_order.price is NUMERIC(10,2)
+Engine = Literal["ray-data", "local"]
+
+_NO_TIME: Final = -(2**62)  # received_ms given to the parser: marks a missing occurred_at
+_ID_NAMESPACE: Final = uuid.UUID("6f1c1f8e-3b8a-4d0e-9a56-b4c4c0f1ba0f")
+
+#: Columns of a validated chunk. Accepted rows carry the event; rejected rows (``ok`` false)
+#: carry the raw line in ``record`` and the reasons (JSON) in ``reason``.
+CHUNK_SCHEMA: Final = pa.schema(
+    [
+        ("line", pa.int64()),
+        ("ok", pa.bool_()),
+        ("event_id", pa.string()),
+        ("ts_ms", pa.int64()),
+        ("key", pa.string()),
+        ("record", pa.binary()),
+        ("event_type", pa.string()),
+        ("sku", pa.string()),
+        ("warehouse", pa.string()),
+        ("order_id", pa.string()),
+        ("qty", pa.int32()),
+        ("price", pa.float64()),
+        ("currency", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+@dataclass
+class BackfillCounts:
+    """What the job reports while running (all counts are events or lines)."""
+
+    read: int = 0  # non-blank lines (or Parquet rows)
+    accepted: int = 0
+    rejected: int = 0
+    duplicates_in_file: int = 0
+    duplicates_applied: int = 0  # already in fact_order or in an earlier backfill's ledger
+    written: int = 0  # fact_order rows
+    produced: int = 0  # acknowledged by the broker
+
+    @property
+    def duplicates(self) -> int:
+        return self.duplicates_in_file + self.duplicates_applied
+
+    def as_dict(self) -> dict[str, int]:
+        return {**asdict(self), "duplicates": self.duplicates}
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive lines of the source; ``first_line`` is the file's (1-based) number of the
+    first one. ``done`` and ``total`` are source bytes consumed and the source size (progress)."""
+
+    index: int
+    first_line: int
+    data: bytes
+    done: int = 0
+    total: int = 0
+
+
+def open_filesystem(source: str) -> tuple[pafs.FileSystem, str]:
+    """A local path or any pyarrow filesystem URI (``s3://…``, ``gs://…``, ``file:///…``)."""
+    if "://" in source:
+        return pafs.FileSystem.from_uri(source)
+    return pafs.LocalFileSystem(), str(_absolute(source))
+
+
+def _absolute(source: str) -> Any:
+    from pathlib import Path
+
+    return Path(source).expanduser().resolve()
+
+
+def is_parquet(source: str) -> bool:
+    return source.lower().rstrip("/").endswith((".parquet", ".pq"))
+
+
+def iter_chunks(source: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+    """Chunks of whole lines with their real line numbers (gzip detected by its magic bytes)."""
+    if is_parquet(source):
+        yield from _parquet_chunks(source)
+        return
+    fs, path = open_filesystem(source)
+    total = fs.get_file_info(path).size or 0
+    with fs.open_input_stream(path, compression=None) as raw:
+        head = raw.read(2)
+        counted = _Rejoined(head, raw)
+        stream: Any = counted
+        if head == b"\x1f\x8b":
+            stream = gzip.GzipFile(fileobj=counted)
+        line, index, rest = 1, 0, b""
+        while True:
+            block = stream.read(chunk_bytes)
+            if not block:
+                break
+            data = rest + block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            body, rest = data[:cut], data[cut + 1 :]
+            yield Chunk(index, line, body, done=counted.tell(), total=total)
+            line += body.count(b"\n") + 1
+            index += 1
+        if rest:
+            yield Chunk(index, line, rest, done=total, total=total)
+
+
+class _Rejoined:
+    """A stream with its first bytes (already read to sniff gzip) put back in front."""
+
+    def __init__(self, head: bytes, stream: Any) -> None:
+        self._head, self._stream = head, stream
+        self._consumed = len(head)
+
+    def read(self, size: int = -1) -> bytes:
+        head, self._head = self._head, b""
+        if size is None or size < 0:
+            more = bytes(self._stream.read())
+        else:
+            more = bytes(self._stream.read(max(0, size - len(head))))
+        self._consumed += len(more)
+        return head + more
+
+    def tell(self) -> int:
+        """Bytes taken from the source so far (compressed bytes for gzip)."""
+        return self._consumed
+
+
+def _parquet_chunks(source: str, rows: int = 20_000) -> Iterator[Chunk]:
+    """Parquet rows as envelope lines (row n is "line" n): the same validation applies.
+
+    Columns are the envelope's: ``tenant_id``, ``event_type``, ``payload`` (a JSON string or a
+    struct), ``event_id`` and ``occurred_at`` (a timestamp or an ISO 8601 string)."""
+    import msgspec
+
+    fs, path = open_filesystem(source)
+    parquet = pq.ParquetFile(fs.open_input_file(path))
+    total = parquet.metadata.num_rows
+    line, index = 1, 0
+    for batch in parquet.iter_batches(batch_size=rows):
+        out = []
+        for row in batch.to_pylist():
+            payload = row.get("payload")
+            if isinstance(payload, str | bytes):
+                text = payload.encode() if isinstance(payload, str) else payload
+                row["payload"] = msgspec.Raw(text)
+            at = row.get("occurred_at")
+            if hasattr(at, "isoformat"):
+                row["occurred_at"] = at.isoformat() if at.tzinfo else at.isoformat() + "Z"
+            out.append(msgspec.json.encode({k: v for k, v in row.items() if v is not None}))
+        yield Chunk(index, line, b"\n".join(out), done=line - 1 + len(out), total=total)
+        line += len(out)
+        index += 1
+
+
+# -- validating (pure) -------------------------------------------------------------------------
+
+
+def _reason(errors: list[LineError]) -> str:
+    return json.dumps([{"field": e.field, "message": e.message} for e in errors])
+
+
+def validate_chunk(
+    data: bytes,
+    *,
+    first_line: int,
+    tenant_id: str,
+    received_ms: int,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> pa.Table:
+    """Validate lines with the live API's parser; one row per non-blank line (:data:`CHUNK_SCHEMA`).
+
+    Backfill rules on top of the API's: ``occurred_at`` is required, a price must fit
+    ``fact_order`` (at most 99 999 999.99), and a missing ``event_id`` is derived from the line."""
+    tenant_id = str(uuid.UUID(tenant_id))
+    parsed = parse_ndjson(
+        data,
+        tenant_id=tenant_id,
+        received_ms=_NO_TIME,
+        max_errors=sys.maxsize,
+        max_line_bytes=max_line_bytes,
+    )
+    lines = data.split(b"\n")
+    offset = first_line - 1
+    errors: dict[int, list[LineError]] = {}
+    for error in parsed.errors:
+        errors.setdefault(error.line, []).append(error)
+    for number in parsed.foreign_tenant_lines:
+        errors.setdefault(number, []).append(
+            LineError(number, "tenant_id", f"is not the backfill's tenant {tenant_id}")
+        )
+    accepted_lines = [
+        i for i, raw in enumerate(lines, start=1) if i not in errors and raw.strip()
+    ]
+    if len(accepted_lines) != len(parsed.events):  # the parser's contract; never expected
+        raise RuntimeError(
+            f"lines {first_line}..: {len(parsed.events)} events for {len(accepted_lines)} lines"
+        )
+    cols: dict[str, list[Any]] = {name: [] for name in CHUNK_SCHEMA.names}
+
+    def reject(number: int, line_errors: list[LineError]) -> None:
+        cols["line"].append(number + offset)
+        cols["ok"].append(False)
+        cols["record"].append(lines[number - 1])
+        cols["reason"].append(_reason(line_errors))
+        for name in ("event_id", "ts_ms", "key", "event_type", "sku", "warehouse"):
+            cols[name].append(None)
+        for name in ("order_id", "qty", "price", "currency"):
+            cols[name].append(None)
+
+    for number, event in zip(accepted_lines, parsed.events, strict=True):
+        raw = lines[number - 1]
+        if event.ts_ms == _NO_TIME:
+            reject(number, [LineError(number, "occurred_at", "is required in a backfill")])
+            continue
+        if not 0 <= event.ts_ms <= MAX_TS_MS:
+            reject(number, [LineError(number, "occurred_at", "must lie in 1970..9999")])
+            continue
+        is_order = event.event_type == EventType.ORDER_CREATED
+        price = event.payload.get("price") if is_order else None
+        if is_order and float(price) > MAX_PRICE:  # type: ignore[arg-type]
+            reject(number, [LineError(number, "payload.price", f"must be ≤ {MAX_PRICE}")])
+            continue
+        if event.event_id.encode() not in raw:  # the parser made a random one up
+            digest = hashlib.sha256(raw.strip()).hexdigest()
+            event.event_id = str(uuid.uuid5(_ID_NAMESPACE, f"{tenant_id}:{digest}"))
+        event.received_ms = received_ms
+        cols["line"].append(number + offset)
+        cols["ok"].append(True)
+        cols["event_id"].append(event.event_id)
+        cols["ts_ms"].append(event.ts_ms)
+        cols["key"].append(event.key)
+        cols["record"].append(encode_stream_event(event))
+        cols["event_type"].append(event.event_type)
+        cols["sku"].append(event.sku)
+        cols["warehouse"].append(event.warehouse)
+        cols["reason"].append(None)
+        if is_order:
+            cols["order_id"].append(str(event.payload["order_id"]))
+            cols["qty"].append(event.qty)
+            cols["price"].append(float(price))  # type: ignore[arg-type]
+            cols["currency"].append(event.payload["currency"])
+        else:
+            for name in ("order_id", "qty", "price", "currency"):
+                cols[name].append(None)
+    for number in sorted(errors):
+        if number <= len(lines):
+            reject(number, errors[number])
+    table = pa.table(cols, schema=CHUNK_SCHEMA)
+    return table.sort_by("line")
+
+
+def _validate_batch(batch: pa.Table, *, tenant_id: str, received_ms: int) -> pa.Table:
+    """Ray Data ``map_batches`` function: rows of (first_line, data) to validated rows."""
+    out = [
+        validate_chunk(data, first_line=first, tenant_id=tenant_id, received_ms=received_ms)
+        for first, data in zip(
+            batch.column("first_line").to_pylist(), batch.column("data").to_pylist(), strict=True
+        )
+    ]
+    return pa.concat_tables(out) if out else CHUNK_SCHEMA.empty_table()
+
+
+def write_rejects(rejected: pa.Table, out: IO[bytes]) -> int:
+    """One JSON object a line, in line order: ``line``, ``reason`` (``field: message``; ...),
+    ``errors`` (each field and message) and ``raw`` (the line as sent, decoded as UTF-8)."""
+    rejected = rejected.sort_by("line")
+    for number, reason, raw in zip(
+        rejected.column("line").to_pylist(),
+        rejected.column("reason").to_pylist(),
+        rejected.column("record").to_pylist(),
+        strict=True,
+    ):
+        errors = json.loads(reason)
+        text = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        record = {
+            "line": number,
+            "reason": text,
+            "errors": errors,
+            "raw": raw.decode("utf-8", "replace"),
+        }
+        out.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+    return len(rejected)
+
+
+# -- planning (pure) ---------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """Accepted events to apply, in event-time order, and what deduplication removed."""
+
+    events: pa.Table
+    duplicates_in_file: int = 0
+    duplicates_applied: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def deduplicate(accepted: pa.Table, known: Collection[str] | pa.Array) -> Plan:
+    """Keep the first line of every ``event_id`` and drop ids in ``known`` (already applied)."""
+    table = accepted.sort_by("line")
+    if len(table) == 0:
+        return Plan(table)
+    ids = table.column("event_id").combine_chunks()
+    codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    keep = np.zeros(len(table), dtype=bool)
+    keep[first] = True
+    in_file = len(table) - len(first)
+    value_set = known if isinstance(known, pa.Array) else pa.array(list(known), pa.string())
+    seen = pc.is_in(ids, value_set=value_set).to_numpy(zero_copy_only=False)
+    applied = int(np.count_nonzero(keep & seen))
+    keep &= ~seen
+    return Plan(table.filter(pa.array(keep)), in_file, applied)
+
+
+def event_time_order(table: pa.Table) -> pa.Table:
+    """Sorted by event time; events of the same millisecond keep their file order."""
+    return table.sort_by([("ts_ms", "ascending"), ("line", "ascending")])
+
+
+def fact_order_rows(events: pa.Table, *, ingested_at_ms: int) -> pa.Table:
+    """``order.created`` events as fact_order rows (the warehouse fills tenant_id and the day)."""
+    orders = events.filter(pc.equal(events.column("event_type"), EventType.ORDER_CREATED))
+    ts = pa.timestamp("us", tz="UTC")
+    order_ts = pc.cast(pc.multiply(orders.column("ts_ms"), 1000), pa.int64()).cast(ts)
+    ingested = pa.array(np.full(len(orders), ingested_at_ms * 1000, dtype=np.int64)).cast(ts)
+    return pa.table(
+        {
+            "event_id": orders.column("event_id"),
+            "order_id": orders.column("order_id"),
+            "sku_id": orders.column("sku"),
+            "warehouse_id": orders.column("warehouse"),
+            "qty": orders.column("qty"),
+            "price": orders.column("price"),
+            "currency": orders.column("currency"),
+            "order_ts": order_ts,
+            "ingested_at": ingested,
+        }
+    )
+
+
+def validate_source(
+    source: str,
+    *,
+    tenant_id: str,
+    received_ms: int,
+    engine: Engine = "ray-data",
+    on_chunk: Callable[[pa.Table, Chunk | None], None] = lambda _t, _c: None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> list[pa.Table]:
+    """Validated chunks of the whole source, in-process or on Ray Data (2+ tasks at a time)."""
+    if engine == "local":
+        out = []
+        for chunk in iter_chunks(source, chunk_bytes=chunk_bytes):
+            table = validate_chunk(
+                chunk.data, first_line=chunk.first_line, tenant_id=tenant_id,
+                received_ms=received_ms,
+            )  # fmt: skip
+            on_chunk(table, chunk)
+            out.append(table)
+        return out
+    import ray.data
+
+    items = [
+        {"first_line": c.first_line, "data": c.data}
+        for c in iter_chunks(source, chunk_bytes=chunk_bytes)
+    ]
+    if not items:
+        return []
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        _validate_batch,
+        batch_size=None,
+        batch_format="pyarrow",
+        fn_kwargs={"tenant_id": tenant_id, "received_ms": received_ms},
+    )
+    del items
+    out = []
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        table = batch.cast(CHUNK_SCHEMA) if batch.schema != CHUNK_SCHEMA else batch
+        on_chunk(table, None)
+        out.append(table)
+    return out
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,508 @@
+"""The backfill use case end to end, its progress record in Redis, and its submission as a Ray job.
+
+:func:`run_backfill` is what ``python -m jobs.backfill`` runs (see :mod:`aurora_ray.backfill` for
+the rules). Phases, each reported to Redis and logged: ``validating`` → ``deduplicating`` →
+``writing`` (fact_order) → ``producing`` (the topic) → ``folding`` (waits, bounded, until the
+shards have read everything produced) → ``succeeded``; or ``failed`` with the error.
+
+:func:`submit_backfill` records the backfill as ``submitted`` and submits the Ray job through the
+job submission API (the dashboard address); :func:`backfill_status` reads the record back, and
+turns a Ray job that died before it could report (a bad entrypoint, a lost node) into ``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from aurora_ray.backfill import (
+    BACKFILL_ID_HEADER,
+    SOURCE_BACKFILL,
+    SOURCE_HEADER,
+    BackfillCounts,
+    Chunk,
+    Engine,
+    Plan,
+    deduplicate,
+    event_time_order,
+    fact_order_rows,
+    now_ms,
+    validate_source,
+    write_rejects,
+)
+from aurora_ray.settings import Settings
+
+__all__ = [
+    "TERMINAL_STATES",
+    "BackfillProgress",
+    "BackfillResult",
+    "backfill_status",
+    "new_backfill_id",
+    "progress_key",
+    "run_backfill",
+    "submit_backfill",
+]
+
+log = logging.getLogger(__name__)
+
+TERMINAL_STATES: Final = frozenset({"succeeded", "failed"})
+PRODUCE_BATCH: Final = 50_000
+ORDER_BATCH: Final = 250_000
+LEDGER: Final = "backfill_ledger"
+_PROGRESS_TTL_S: Final = 30 * 24 * 3600
+# Share of the progress fraction each phase ends at.
+_PHASE_END: Final = {"validating": 0.45, "deduplicating": 0.5, "writing": 0.6, "producing": 0.9}
+
+
+def new_backfill_id() -> str:
+    return f"bf-{uuid.uuid4().hex[:16]}"
+
+
+def progress_key(tenant_id: str, backfill_id: str) -> str:
+    return f"aurora:t:{tenant_id}:backfill:{backfill_id}"
+
+
+class BackfillProgress:
+    """The backfill's hash in Redis: state, counts, progress (0..1), rejects, error, timings."""
+
+    def __init__(self, client: Any, tenant_id: str, backfill_id: str) -> None:
+        self.client = client  # a redis.Redis
+        self.key = progress_key(tenant_id, backfill_id)
+        self.backfill_id = backfill_id
+        self._logged = 0.0
+
+    def update(self, *, log_line: bool = True, **values: Any) -> None:
+        mapping = {k: str(v) for k, v in values.items() if v is not None}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.key, mapping=mapping)
+        pipe.expire(self.key, _PROGRESS_TTL_S)
+        pipe.execute()
+        if log_line and (time.monotonic() - self._logged >= 1.0 or "state" in values):
+            self._logged = time.monotonic()
+            shown = " ".join(f"{k}={v}" for k, v in mapping.items())
+            log.info("backfill %s: %s", self.backfill_id, shown)
+
+    def counts(self, counts: BackfillCounts, *, progress: float, **values: Any) -> None:
+        self.update(progress=round(progress, 4), **counts.as_dict(), **values)
+
+    def get(self) -> dict[str, str]:
+        raw = self.client.hgetall(self.key)
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+@dataclass
+class BackfillResult:
+    backfill_id: str
+    counts: BackfillCounts
+    rejects: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    folded: bool = False
+
+
+# -- the ledger of applied event ids -----------------------------------------------------------
+
+
+def _ledger_dir(warehouse: Any, tenant_id: str) -> tuple[pafs.FileSystem, str]:
+    return warehouse.fs, f"{warehouse.root}/{LEDGER}/tenant_id={tenant_id}"
+
+
+def read_ledgers(warehouse: Any, tenant_id: str) -> dict[str, pa.Array]:
+    """Backfill id -> the event ids that backfill applied."""
+    fs, folder = _ledger_dir(warehouse, tenant_id)
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return {}
+    out = {}
+    for info in fs.get_file_info(pafs.FileSelector(folder)):
+        if info.type == pafs.FileType.File and info.base_name.endswith(".parquet"):
+            table = pq.read_table(info.path, filesystem=fs, columns=["event_id"])
+            out[info.base_name.removesuffix(".parquet")] = table.column("event_id").combine_chunks()
+    return out
+
+
+def write_ledger(warehouse: Any, tenant_id: str, backfill_id: str, events: pa.Table) -> None:
+    fs, folder = _ledger_dir(warehouse, tenant_id)
+    fs.create_dir(folder, recursive=True)
+    temporary = f"{folder}/.{backfill_id}.{uuid.uuid4().hex}.tmp"
+    pq.write_table(events.select(["event_id", "ts_ms"]), temporary, filesystem=fs)
+    fs.move(temporary, f"{folder}/{backfill_id}.parquet")
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def run_backfill(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    source: str,
+    backfill_id: str,
+    engine: Engine = "ray-data",
+    fold_timeout_s: float = 900.0,
+    redis_client: Any = None,
+    producer: Any = None,
+    warehouse: Any = None,
+) -> BackfillResult:
+    """Run one backfill (see the module docs); raises after recording ``failed``."""
+    import redis
+
+    from aurora_ray.adapters.kafka import BatchProducer
+    from aurora_ray.warehouse import Warehouse
+
+    client = redis_client or redis.Redis.from_url(settings.redis_url, socket_timeout=30)
+    progress = BackfillProgress(client, tenant_id, backfill_id)
+    wh = warehouse or Warehouse.from_settings(settings)
+    kafka = producer or BatchProducer(settings.kafka_bootstrap, linger_ms=20)
+    previous = progress.get()
+    rejects = settings.data_dir.resolve() / "backfill" / backfill_id / "rejects.ndjson"
+    result = BackfillResult(backfill_id, BackfillCounts(), str(rejects))
+    attempt = int(previous.get("attempt", "0")) + 1
+    progress.update(
+        state="validating", tenant_id=tenant_id, source=source, attempt=attempt, progress=0.0,
+        started_at=now_ms(), rejects=str(rejects), engine=engine, error="",
+    )  # fmt: skip
+    try:
+        _run(settings, result, progress, previous, wh, kafka, tenant_id, source, engine)
+        result.folded = _wait_folded(settings, client, tenant_id, progress, result, fold_timeout_s)
+        progress.counts(
+            result.counts, progress=1.0, state="succeeded", finished_at=now_ms(),
+            folded=int(result.folded), seconds=_timings(result.seconds),
+        )  # fmt: skip
+        return result
+    except BaseException as exc:
+        progress.counts(
+            result.counts, progress=float(progress.get().get("progress", 0.0)), state="failed",
+            error=f"{type(exc).__name__}: {exc}", finished_at=now_ms(),
+            seconds=_timings(result.seconds),
+        )  # fmt: skip
+        raise
+    finally:
+        if producer is None:
+            kafka.close()
+
+
+def _timings(seconds: dict[str, float]) -> str:
+    return ",".join(f"{k}:{v:.2f}" for k, v in seconds.items())
+
+
+def _run(
+    settings: Settings,
+    result: BackfillResult,
+    progress: BackfillProgress,
+    previous: dict[str, str],
+    wh: Any,
+    kafka: Any,
+    tenant_id: str,
+    source: str,
+    engine: Engine,
+) -> None:
+    counts, backfill_id = result.counts, result.backfill_id
+    received_ms = now_ms()
+    clock = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        result.seconds[name] = now - clock
+        clock = now
+
+    # 1. Validate (Ray Data or in-process); rejects to their file as they come.
+    rejects_path = Path(result.rejects)
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    accepted: list[pa.Table] = []
+    with open(rejects_path, "wb") as rejects_out:
+
+        def on_chunk(table: pa.Table, chunk: Chunk | None) -> None:
+            ok = table.column("ok")
+            good, bad = table.filter(ok), table.filter(pc.invert(ok))
+            counts.read += len(table)
+            counts.accepted += len(good)
+            counts.rejected += write_rejects(bad, rejects_out)
+            accepted.append(good.drop_columns(["ok", "reason"]))
+            share = chunk.done / chunk.total if chunk and chunk.total else 0.0
+            progress.counts(counts, progress=_PHASE_END["validating"] * min(share, 1.0))
+
+        validate_source(
+            source, tenant_id=tenant_id, received_ms=received_ms, engine=engine, on_chunk=on_chunk
+        )
+    phase("validating")
+    progress.counts(counts, progress=_PHASE_END["validating"], state="deduplicating")
+
+    # 2. Deduplicate: in the file, against fact_order and earlier ledgers (a retry reuses its own).
+    table = pa.concat_tables(accepted) if accepted else _empty_accepted()
+    accepted.clear()
+    ledgers = read_ledgers(wh, tenant_id)
+    own = ledgers.pop(backfill_id, None)
+    if own is not None:  # a retry: the first attempt's plan, its own rows are no duplicates
+        plan = deduplicate(table, ())
+        planned = pc.is_in(plan.events.column("event_id"), value_set=own)
+        plan.duplicates_applied = len(plan.events) - int(pc.sum(planned).as_py() or 0)
+        plan.events = plan.events.filter(planned)
+    else:
+        known = [pa.array(list(wh.event_ids(tenant_id)), pa.string()), *ledgers.values()]
+        plan = deduplicate(table, pa.concat_arrays(known) if known else pa.array([], pa.string()))
+    del table
+    events = event_time_order(plan.events)
+    counts.duplicates_in_file, counts.duplicates_applied = (
+        plan.duplicates_in_file,
+        plan.duplicates_applied,
+    )
+    if own is None:
+        write_ledger(wh, tenant_id, backfill_id, events)
+    phase("deduplicating")
+    progress.counts(counts, progress=_PHASE_END["deduplicating"], state="writing")
+
+    # 3. fact_order, in batches named after the backfill (a retry replaces the same files).
+    orders = fact_order_rows(events, ingested_at_ms=received_ms)
+    starts = range(0, len(orders), ORDER_BATCH)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fact-order") as pool:
+        futures = [
+            pool.submit(
+                wh.write_fact_order,
+                tenant_id,
+                orders.slice(start, ORDER_BATCH),
+                batch_id=f"{backfill_id}-{n:05d}",
+            )
+            for n, start in enumerate(starts)
+        ]
+        for future in futures:
+            counts.written += future.result().rows
+            share = counts.written / max(1, len(orders))
+            span = _PHASE_END["writing"] - _PHASE_END["deduplicating"]
+            progress.counts(counts, progress=_PHASE_END["deduplicating"] + span * share)
+    del orders
+    phase("writing")
+    progress.counts(counts, progress=_PHASE_END["writing"], state="producing")
+
+    # 4. The topic, in event-time order; a retry resumes after what was acknowledged.
+    resume = int(previous.get("produce_acked", "0")) if own is not None else 0
+    _produce(settings, kafka, tenant_id, backfill_id, events, resume, counts, progress)
+    phase("producing")
+
+
+def _empty_accepted() -> pa.Table:
+    from aurora_ray.backfill import CHUNK_SCHEMA
+
+    return CHUNK_SCHEMA.empty_table().drop_columns(["ok", "reason"])
+
+
+def _produce(
+    settings: Settings,
+    kafka: Any,
+    tenant_id: str,
+    backfill_id: str,
+    events: pa.Table,
+    resume: int,
+    counts: BackfillCounts,
+    progress: BackfillProgress,
+) -> None:
+    topic = settings.topic_for(tenant_id)
+    headers = [(SOURCE_HEADER, SOURCE_BACKFILL), (BACKFILL_ID_HEADER, backfill_id.encode())]
+    counts.produced = min(resume, len(events))
+    in_flight: list[tuple[int, Future[None]]] = []
+    span = _PHASE_END["producing"] - _PHASE_END["writing"]
+
+    def settle() -> None:
+        end, future = in_flight.pop(0)
+        future.result(timeout=300)
+        counts.produced = end
+        share = counts.produced / max(1, len(events))
+        progress.counts(counts, progress=_PHASE_END["writing"] + span * share, produce_acked=end)
+
+    for start in range(counts.produced, len(events), PRODUCE_BATCH):
+        part = events.slice(start, PRODUCE_BATCH)
+        keys = [k.encode() if k is not None else None for k in part.column("key").to_pylist()]
+        records = list(zip(keys, part.column("record").to_pylist(), strict=True))
+        in_flight.append((start + len(part), kafka.produce_batch(topic, records, headers=headers)))
+        if len(in_flight) >= 2:  # keep one batch queued while the previous one is acknowledged
+            settle()
+    while in_flight:
+        settle()
+
+
+def _wait_folded(
+    settings: Settings,
+    client: Any,
+    tenant_id: str,
+    progress: BackfillProgress,
+    result: BackfillResult,
+    timeout_s: float,
+) -> bool:
+    """Wait (at most ``timeout_s``) until every shard's offsets reach the topic's end."""
+    from aurora_ray.adapters.kafka import TopicAdmin
+    from aurora_ray.adapters.redis_store import RedisStore
+
+    if result.counts.produced == 0:
+        return True
+    began = time.monotonic()
+    progress.counts(result.counts, progress=_PHASE_END["producing"], state="folding")
+    topic = settings.topic_for(tenant_id)
+    partitions = list(range(settings.partitions_per_topic))
+    ends = TopicAdmin(settings.kafka_bootstrap).end_offsets(topic, partitions)
+    store = RedisStore(settings.redis_url)
+    store._client = client  # noqa: SLF001 - share the connection
+    target = sum(ends.values())
+    deadline = began + timeout_s
+    folded = False
+    while time.monotonic() < deadline:
+        read = {}
+        for health in store.shard_health(tenant_id, settings.shards_per_tenant):
+            read.update({int(p): int(o) for p, o in health.get("offsets", {}).items()})
+        behind = sum(max(0, end - read.get(p, 0)) for p, end in ends.items())
+        share = 1.0 - behind / max(1, target)
+        span = 1.0 - _PHASE_END["producing"]
+        progress.counts(result.counts, progress=_PHASE_END["producing"] + span * share * 0.99)
+        if behind == 0:
+            folded = True
+            break
+        time.sleep(0.5)
+    result.seconds["folding"] = time.monotonic() - began
+    if not folded:
+        log.warning("backfill %s: shards still behind after %.0f s", result.backfill_id, timeout_s)
+    return folded
+
+
+# -- submission and status ---------------------------------------------------------------------
+
+
+def _job_env(settings: Settings) -> dict[str, str]:
+    """What the job process needs of these settings (it builds its own from the environment)."""
+    warehouse = settings.warehouse_uri
+    if "://" not in warehouse:
+        warehouse = str(Path(warehouse).resolve())
+    return {
+        "AURORA_REDIS_URL": settings.redis_url,
+        "AURORA_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "AURORA_WAREHOUSE_URI": warehouse,
+        "AURORA_DATA_DIR": str(settings.data_dir.resolve()),
+        "AURORA_PARTITIONS_PER_TOPIC": str(settings.partitions_per_topic),
+        "AURORA_SHARDS_PER_TENANT": str(settings.shards_per_tenant),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+def job_client(settings: Settings, dashboard_url: str | None = None) -> Any:
+    """A JobSubmissionClient; picks up the embedded stack's Ray token when there is one."""
+    from ray.job_submission import JobSubmissionClient
+
+    token = settings.data_dir.resolve() / "secrets" / "ray_auth_token"
+    if "RAY_AUTH_MODE" not in os.environ and token.is_file():
+        os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
+    return JobSubmissionClient(dashboard_url or settings.ray_dashboard_url)
+
+
+def submit_backfill(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    source: str,
+    redis_client: Any,
+    dashboard_url: str | None = None,
+    backfill_id: str | None = None,
+    engine: Engine = "ray-data",
+) -> tuple[str, str]:
+    """Record the backfill and submit its Ray job; returns (backfill id, Ray job id).
+
+    A local ``source`` must be a path the Ray nodes can read (here: an absolute path on this
+    machine); anything with ``://`` is handed over as it is."""
+    backfill_id = backfill_id or new_backfill_id()
+    if "://" not in source:
+        source = str(Path(source).resolve())
+    entrypoint = " ".join(
+        shlex.quote(part)
+        for part in (
+            sys.executable, "-m", "jobs.backfill", "--tenant", tenant_id, "--source", source,
+            "--backfill-id", backfill_id, "--engine", engine,
+        )
+    )  # fmt: skip
+    progress = BackfillProgress(redis_client, tenant_id, backfill_id)
+    job_id = f"aurora-{backfill_id}-{uuid.uuid4().hex[:6]}"
+    progress.update(
+        state="submitted", tenant_id=tenant_id, source=source, job_id=job_id, progress=0.0,
+        submitted_at=now_ms(), log_line=False,
+    )  # fmt: skip
+    job_client(settings, dashboard_url).submit_job(
+        entrypoint=entrypoint,
+        submission_id=job_id,
+        runtime_env={"env_vars": _job_env(settings)},
+        metadata={"aurora": "backfill", "tenant_id": tenant_id, "backfill_id": backfill_id},
+    )
+    return backfill_id, job_id
+
+
+_INT_FIELDS: Final = (
+    "read", "accepted", "rejected", "duplicates", "duplicates_in_file", "duplicates_applied",
+    "written", "produced", "attempt",
+)  # fmt: skip
+
+
+def backfill_status(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    backfill_id: str,
+    redis_client: Any,
+    dashboard_url: str | None = None,
+    ask_ray: bool = True,
+) -> dict[str, Any] | None:
+    """The backfill's record (None when this tenant has no such backfill).
+
+    When the record is not terminal and Ray says the job ended anyway, the record becomes
+    ``failed`` with the end of the job's log as the error."""
+    record: dict[str, Any] = BackfillProgress(redis_client, tenant_id, backfill_id).get()
+    if not record:
+        return None
+    if ask_ray and record.get("state") not in TERMINAL_STATES and record.get("job_id"):
+        try:
+            client = job_client(settings, dashboard_url)
+            status = str(client.get_job_status(record["job_id"]))
+            if status.rsplit(".", 1)[-1] in ("FAILED", "STOPPED", "SUCCEEDED"):
+                record = BackfillProgress(redis_client, tenant_id, backfill_id).get()
+                if record.get("state") not in TERMINAL_STATES:
+                    tail = client.get_job_logs(record["job_id"])[-2000:]
+                    error = f"the Ray job ended ({status}) without reporting: {tail}"
+                    BackfillProgress(redis_client, tenant_id, backfill_id).update(
+                        state="failed", error=error, log_line=False
+                    )
+                    record.update(state="failed", error=error)
+        except Exception as exc:  # the dashboard is down: report what Redis knows
+            log.debug("job status of %s unavailable: %s", backfill_id, exc)
+    out: dict[str, Any] = {"id": backfill_id, **record}
+    for name in _INT_FIELDS:
+        if name in out:
+            out[name] = int(out[name])
+    out["progress"] = float(out.get("progress", 0.0))
+    return out
+
+
+def wait_backfill(
+    poll: Callable[[], dict[str, Any] | None],
+    *,
+    timeout_s: float,
+    interval_s: float = 1.0,
+    on_update: Callable[[dict[str, Any]], None] = lambda _r: None,
+) -> dict[str, Any] | None:
+    """Poll until the record is terminal or ``timeout_s`` passed; returns the last record."""
+    deadline = time.monotonic() + timeout_s
+    record = poll()
+    while time.monotonic() < deadline:
+        record = poll()
+        if record is not None:
+            on_update(record)
+            if record.get("state") in TERMINAL_STATES:
+                return record
+        time.sleep(interval_s)
+    return record
