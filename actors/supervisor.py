@@ -14,6 +14,7 @@ from typing import Any
 import ray
 
 from actors.shard import TenantShard
+from actors.warehouse_sink import WarehouseSink, warehouse_sink_name
 from aurora_ray.adapters.kafka import TopicAdmin
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.naming import NAMESPACE, SUPERVISOR_NAME, shard_name
@@ -31,6 +32,7 @@ class Supervisor:
         self.store = RedisStore(settings.redis_url)
         self.admin = TopicAdmin(settings.kafka_bootstrap)
         self.shards: dict[str, Any] = {}
+        self.sinks: dict[str, Any] = {}  # one WarehouseSink per tenant
         self._lock = threading.Lock()
         self._stop = threading.Event()
         threading.Thread(target=self._loop, name="reconcile", daemon=True).start()
@@ -81,7 +83,16 @@ class Supervisor:
                 ).remote(settings, tenant_id, shard, partitions)
                 log.info("started shard %s on partitions %s", name, partitions)
             self.shards[name] = handle
+        self._ensure_sink(tenant_id)
         return names
+
+    def _ensure_sink(self, tenant_id: str) -> None:
+        name = warehouse_sink_name(tenant_id)
+        if name in self.sinks and self._alive(self.sinks[name]):
+            return
+        self.sinks[name] = WarehouseSink.options(  # type: ignore[attr-defined]
+            name=name, namespace=NAMESPACE, get_if_exists=True
+        ).remote(self.settings, tenant_id)
 
     @staticmethod
     def _alive(handle: Any) -> bool:
@@ -103,6 +114,11 @@ class Supervisor:
                     ray.get(handle.stop.remote(), timeout=30)
                 except Exception:
                     log.exception("shard stop failed")
+            for handle in self.sinks.values():
+                try:
+                    ray.get(handle.stop.remote(), timeout=30)
+                except Exception:
+                    log.exception("warehouse sink stop failed")
 
 
 def ensure_supervisor(settings: Settings) -> Any:

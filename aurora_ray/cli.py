@@ -16,10 +16,12 @@ from rich.table import Table
 
 from aurora_ray import __version__
 from aurora_ray.settings import Settings, load_settings
+from aurora_ray.warehouse.cli import warehouse_app
 
 app = typer.Typer(help="Aurora: real-time stock-out prediction on Ray.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants and their API clients.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+app.add_typer(warehouse_app, name="warehouse")
 console = Console()
 err = Console(stderr=True)
 

@@ -13,8 +13,11 @@ from aurora_ray import __version__
 from aurora_ray.adapters.kafka import TopicAdmin
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.settings import Settings
+from aurora_ray.warehouse.sink import delayed_tenants
 
 __all__ = ["collect_status"]
+
+_DELAY_SHOWN_S = 600.0  # a delayed warehouse batch stays listed this long
 
 
 def collect_status(
@@ -69,6 +72,9 @@ def collect_status(
         "version": __version__,
         "components": components,
     }
+    if components["redis"]["status"] == "ok":  # operator alert: warehouse ingestion too late
+        delayed = delayed_tenants(store, now=time.time(), max_age_s=_DELAY_SHOWN_S)
+        body["warehouse"] = {"delayed_ingestion": delayed}
     if down:
         body["down"] = down
     return (503 if down else 200), body

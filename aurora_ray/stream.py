@@ -33,6 +33,8 @@ from aurora_ray.domain.events import decode_stream_events
 from aurora_ray.domain.state import TYPE_CODES, ScoringParams, SkuState
 from aurora_ray.domain.timers import fold_with_timers
 from aurora_ray.settings import Settings
+from aurora_ray.warehouse.predictions import PredictionBuffer
+from aurora_ray.warehouse.store import Warehouse
 
 __all__ = ["ShardMetrics", "ShardProcessor", "partitions_for"]
 
@@ -109,6 +111,10 @@ class ShardProcessor:
         self.progress = _Progress()
         self._settings_version = -1
         self._lag_at = 0.0
+        # fact_prediction rows, written at each checkpoint (aurora_ray/warehouse/predictions.py).
+        self.predictions = PredictionBuffer(
+            Warehouse.from_settings(settings), tenant_id, shard=shard
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -126,6 +132,7 @@ class ShardProcessor:
             last = self.state.cols["last_alert"]
             last[rows] = np.fmax(last[rows], np.array([marks[k] for k in keys]))
         self._refresh_thresholds(force=True)
+        self.predictions.reset(self.progress.offsets)
         assignment = [
             TopicPartition(self.topic, p, self.progress.offsets.get(p, OFFSET_BEGINNING))
             for p in self.partitions
@@ -223,6 +230,7 @@ class ShardProcessor:
             )
             predictions.update(batch_predictions)
             alerts.extend(batch_alerts)
+        self.predictions.append(self.state, outputs, model_version=self.settings.model_version)
         unknown = sum(1 for e in events if e.event_type not in TYPE_CODES)
         self.store.write_outputs(
             self.tenant_id,
@@ -258,6 +266,7 @@ class ShardProcessor:
         """State and next offsets together, then the offsets to Kafka (for lag tooling)."""
         now = self.clock()
         offsets = dict(self.progress.offsets)
+        self.predictions.flush(offsets)  # before the checkpoint: a replay rewrites the same files
         self.store.save_checkpoint(
             self.tenant_id,
             self.shard,
