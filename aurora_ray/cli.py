@@ -252,6 +252,39 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="every scenario at a small size (< 1 min)")] = False,
+    scenario: Annotated[
+        list[str] | None, typer.Option(help="run only this scenario (repeat); default: all")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for <date>.json and .md")] = Path(
+        "bench/results"
+    ),
+    haproxy: Annotated[bool, typer.Option(help="Serve's HAProxy ingress")] = True,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+) -> None:
+    """Benchmark Aurora beside the same-run raw limits of this machine (code in bench/)."""
+    import importlib
+
+    runner = importlib.import_module("bench.runner")  # a shell package: no static import
+    unknown = [s for s in scenario or [] if s not in runner.SCENARIOS]
+    if unknown:
+        known = ", ".join(runner.SCENARIOS)
+        err.print(f"[red]unknown scenario(s) {', '.join(unknown)}; known: {known}[/]")
+        raise typer.Exit(2)
+    _results, json_path, md_path = runner.bench_cli(
+        quick=quick,
+        scenarios=scenario,
+        out_dir=out,
+        haproxy=haproxy,
+        port=port,
+        progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+    )
+    console.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"written: {json_path} and {md_path}")
+
+
 def _date(text: str) -> Any:
     from datetime import UTC, datetime
 

@@ -40,6 +40,7 @@ from aurora_ray.embedded import (
     stop_pid_file,
     wait_port,
 )
+from aurora_ray.ingress import haproxy_env, stop_haproxy
 from aurora_ray.naming import NAMESPACE, SERVE_APP_NAME, SUPERVISOR_NAME
 from aurora_ray.settings import Settings
 from aurora_ray.tenants import NewTenant, create_tenant
@@ -130,7 +131,12 @@ def _use_ray_env(settings: Settings) -> None:
 
 def _start_ray(settings: Settings) -> None:
     """`ray start --head` in a process group of its own, recorded so `down` stops exactly it."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **_ray_env(settings)}
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        **_ray_env(settings),
+        **haproxy_env(settings),  # Serve reads these once, in the processes Ray starts
+    }
     command = [
         _ray_cli(),
         "start",
@@ -291,6 +297,8 @@ def down(settings: Settings) -> list[str]:
             stopped.append("serve")
     if _stop_ray(settings):
         stopped.append("ray")
+    if stop_haproxy(settings):  # spawned by a Ray worker, outside the group _stop_ray ends
+        stopped.append("haproxy")
     for name in ("tansu", "valkey"):
         if stop_pid_file(settings.data_dir / "run" / f"{name}.pid"):
             stopped.append(name)

@@ -1,0 +1,199 @@
+"""HTTP load on 127.0.0.1 with aiohttp: closed-loop posts, paced posts, open-loop reads.
+
+Open loop means requests leave at their scheduled times whatever the server does, and latency is
+measured from the scheduled time, so a server that queues shows its queueing (no coordinated
+omission). Every loop ends by its deadline; requests still open then count as timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+__all__ = ["LoadResult", "closed_loop_posts", "open_loop_gets", "paced_posts", "run"]
+
+_INGEST = "/v1/ingest/events"
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    ok: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    accepted: int = 0  # events accepted (posts)
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def count(self, status: int) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+def run(coro: Any) -> Any:
+    """Run a load coroutine on a fresh event loop (the caller is synchronous)."""
+    return asyncio.run(coro)
+
+
+def _post_headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/x-ndjson",
+        "Content-Encoding": "gzip",
+    }
+
+
+async def closed_loop_posts(
+    base_url: str,
+    token: str,
+    bodies: Sequence[tuple[bytes, int]],
+    *,
+    clients: int,
+    seconds: float,
+    timeout_s: float = 30.0,
+) -> LoadResult:
+    """``clients`` connections each posting the next body as soon as the last one was answered,
+    for ``seconds``. ``bodies`` are (gzip NDJSON, events) pairs, cycled."""
+    result = LoadResult()
+    cycle = itertools.cycle(bodies)
+    headers = _post_headers(token)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    connector = aiohttp.TCPConnector(limit=clients)
+    began = time.perf_counter()
+    deadline = began + seconds
+
+    async with aiohttp.ClientSession(base_url, timeout=timeout, connector=connector) as http:
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                body, events = next(cycle)
+                sent = time.perf_counter()
+                try:
+                    async with http.post(_INGEST, data=body, headers=headers) as response:
+                        await response.read()
+                        result.count(response.status)
+                        if response.status == 202:
+                            result.ok += 1
+                            result.accepted += events
+                        else:
+                            result.errors += 1
+                except TimeoutError:
+                    result.timeouts += 1
+                except aiohttp.ClientError:
+                    result.errors += 1
+                result.requests += 1
+                result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+async def paced_posts(
+    base_url: str,
+    token: str,
+    next_body: Callable[[int], tuple[bytes, int]],
+    *,
+    rate: float,
+    seconds: float,
+    events_per_body: int,
+    on_accepted: Callable[[int, float], None] = lambda _i, _t: None,
+    max_in_flight: int = 16,
+    timeout_s: float = 30.0,
+) -> LoadResult:
+    """Post body ``i`` at ``start + i * events_per_body / rate`` (open loop, at most
+    ``max_in_flight`` at once); ``on_accepted(i, perf_counter)`` runs at each 202."""
+    result = LoadResult()
+    headers = _post_headers(token)
+    interval = events_per_body / rate
+    total = int(seconds / interval)
+    gate = asyncio.Semaphore(max_in_flight)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    connector = aiohttp.TCPConnector(limit=max_in_flight)
+    began = time.perf_counter()
+
+    async with aiohttp.ClientSession(base_url, timeout=timeout, connector=connector) as http:
+
+        async def one(i: int) -> None:
+            body, events = next_body(i)
+            async with gate:
+                sent = time.perf_counter()
+                try:
+                    async with http.post(_INGEST, data=body, headers=headers) as response:
+                        await response.read()
+                        result.count(response.status)
+                        if response.status == 202:
+                            result.ok += 1
+                            result.accepted += events
+                            on_accepted(i, time.perf_counter())
+                        else:
+                            result.errors += 1
+                except TimeoutError:
+                    result.timeouts += 1
+                except aiohttp.ClientError:
+                    result.errors += 1
+                result.requests += 1
+                result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+
+        tasks = []
+        for i in range(total):
+            delay = began + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*tasks)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+async def open_loop_gets(
+    url: str,
+    *,
+    rate: float,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 10.0,
+    connections: int = 64,
+) -> LoadResult:
+    """GET ``url`` at ``rate`` per second for ``seconds``; latency from each scheduled time."""
+    result = LoadResult()
+    interval = 1.0 / rate
+    total = int(seconds * rate)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    connector = aiohttp.TCPConnector(limit=connections)
+    began = time.perf_counter()
+
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+
+        async def one(due: float) -> None:
+            try:
+                async with http.get(url, headers=headers) as response:
+                    await response.read()
+                    result.count(response.status)
+                    if response.status == 200:
+                        result.ok += 1
+                    else:
+                        result.errors += 1
+                result.latencies_ms.append((time.perf_counter() - due) * 1000)
+            except TimeoutError:
+                result.timeouts += 1
+            except aiohttp.ClientError:
+                result.errors += 1
+            result.requests += 1
+
+        tasks = []
+        for i in range(total):
+            due = began + i * interval
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(due)))
+        await asyncio.gather(*tasks)
+    result.seconds = time.perf_counter() - began
+    return result
