@@ -55,6 +55,7 @@ from aurora_ray.domain.events import (
     MAX_TS_MS,
     EventType,
     LineError,
+    StreamEvent,
     encode_stream_event,
     parse_ndjson,
 )
@@ -148,7 +149,8 @@ class Chunk:
 def open_filesystem(source: str) -> tuple[pafs.FileSystem, str]:
     """A local path or any pyarrow filesystem URI (``s3://…``, ``gs://…``, ``file:///…``)."""
     if "://" in source:
-        return pafs.FileSystem.from_uri(source)
+        fs, path = pafs.FileSystem.from_uri(source)
+        return fs, str(path)
     return pafs.LocalFileSystem(), str(_absolute(source))
 
 
@@ -174,7 +176,7 @@ def iter_chunks(source: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chun
         counted = _Rejoined(head, raw)
         stream: Any = counted
         if head == b"\x1f\x8b":
-            stream = gzip.GzipFile(fileobj=counted)
+            stream = gzip.GzipFile(fileobj=counted)  # type: ignore[call-overload]
         line, index, rest = 1, 0, b""
         while True:
             block = stream.read(chunk_bytes)
@@ -284,58 +286,62 @@ def validate_chunk(
         raise RuntimeError(
             f"lines {first_line}..: {len(parsed.events)} events for {len(accepted_lines)} lines"
         )
-    cols: dict[str, list[Any]] = {name: [] for name in CHUNK_SCHEMA.names}
-
-    def reject(number: int, line_errors: list[LineError]) -> None:
-        cols["line"].append(number + offset)
-        cols["ok"].append(False)
-        cols["record"].append(lines[number - 1])
-        cols["reason"].append(_reason(line_errors))
-        for name in ("event_id", "ts_ms", "key", "event_type", "sku", "warehouse"):
-            cols[name].append(None)
-        for name in ("order_id", "qty", "price", "currency"):
-            cols[name].append(None)
-
+    rejected: dict[int, list[LineError]] = {n: e for n, e in errors.items() if n <= len(lines)}
+    good: list[tuple[int, StreamEvent]] = []
+    order_type = EventType.ORDER_CREATED
     for number, event in zip(accepted_lines, parsed.events, strict=True):
-        raw = lines[number - 1]
-        if event.ts_ms == _NO_TIME:
-            reject(number, [LineError(number, "occurred_at", "is required in a backfill")])
-            continue
-        if not 0 <= event.ts_ms <= MAX_TS_MS:
-            reject(number, [LineError(number, "occurred_at", "must lie in 1970..9999")])
-            continue
-        is_order = event.event_type == EventType.ORDER_CREATED
-        price = event.payload.get("price") if is_order else None
-        if is_order and float(price) > MAX_PRICE:  # type: ignore[arg-type]
-            reject(number, [LineError(number, "payload.price", f"must be ≤ {MAX_PRICE}")])
-            continue
-        if event.event_id.encode() not in raw:  # the parser made a random one up
-            digest = hashlib.sha256(raw.strip()).hexdigest()
-            event.event_id = str(uuid.uuid5(_ID_NAMESPACE, f"{tenant_id}:{digest}"))
-        event.received_ms = received_ms
-        cols["line"].append(number + offset)
-        cols["ok"].append(True)
-        cols["event_id"].append(event.event_id)
-        cols["ts_ms"].append(event.ts_ms)
-        cols["key"].append(event.key)
-        cols["record"].append(encode_stream_event(event))
-        cols["event_type"].append(event.event_type)
-        cols["sku"].append(event.sku)
-        cols["warehouse"].append(event.warehouse)
-        cols["reason"].append(None)
-        if is_order:
-            cols["order_id"].append(str(event.payload["order_id"]))
-            cols["qty"].append(event.qty)
-            cols["price"].append(float(price))  # type: ignore[arg-type]
-            cols["currency"].append(event.payload["currency"])
+        ts_ms = event.ts_ms
+        if ts_ms == _NO_TIME:
+            rejected[number] = [LineError(number, "occurred_at", "is required in a backfill")]
+        elif not 0 <= ts_ms <= MAX_TS_MS:
+            rejected[number] = [LineError(number, "occurred_at", "must lie in 1970..9999")]
+        elif event.event_type == order_type and event.payload["price"] > MAX_PRICE:
+            rejected[number] = [LineError(number, "payload.price", f"must be ≤ {MAX_PRICE}")]
         else:
-            for name in ("order_id", "qty", "price", "currency"):
-                cols[name].append(None)
-    for number in sorted(errors):
-        if number <= len(lines):
-            reject(number, errors[number])
-    table = pa.table(cols, schema=CHUNK_SCHEMA)
-    return table.sort_by("line")
+            raw = lines[number - 1]
+            if event.event_id.encode() not in raw:  # the parser made a random one up
+                digest = hashlib.sha256(raw.strip()).hexdigest()
+                event.event_id = str(uuid.uuid5(_ID_NAMESPACE, f"{tenant_id}:{digest}"))
+            event.received_ms = received_ms
+            good.append((number + offset, event))
+    events = [e for _, e in good]
+    orders = [e.payload if e.event_type == order_type else None for e in events]
+    accepted = pa.table(
+        {
+            "line": [n for n, _ in good],
+            "ok": [True] * len(good),
+            "event_id": [e.event_id for e in events],
+            "ts_ms": [e.ts_ms for e in events],
+            "key": [e.key for e in events],
+            "record": [encode_stream_event(e) for e in events],
+            "event_type": [e.event_type for e in events],
+            "sku": [e.sku for e in events],
+            "warehouse": [e.warehouse for e in events],
+            "order_id": [None if p is None else str(p["order_id"]) for p in orders],
+            "qty": [e.qty if p is not None else None for e, p in zip(events, orders, strict=True)],
+            "price": [None if p is None else float(p["price"]) for p in orders],
+            "currency": [None if p is None else p["currency"] for p in orders],
+            "reason": pa.nulls(len(good), pa.string()),
+        },
+        schema=CHUNK_SCHEMA,
+    )
+    numbers = sorted(rejected)
+    bad = pa.table(
+        {
+            "line": [n + offset for n in numbers],
+            "ok": [False] * len(numbers),
+            "record": [lines[n - 1] for n in numbers],
+            "reason": [_reason(rejected[n]) for n in numbers],
+        }
+    )
+    bad = pa.table(
+        [bad.column(f.name) if f.name in bad.column_names else pa.nulls(len(bad), f.type)
+         for f in CHUNK_SCHEMA],
+        schema=CHUNK_SCHEMA,
+    )  # fmt: skip
+    if not len(bad):
+        return accepted
+    return pa.concat_tables([accepted, bad]).sort_by("line")
 
 
 def _validate_batch(batch: pa.Table, *, tenant_id: str, received_ms: int) -> pa.Table:
@@ -459,7 +465,7 @@ def validate_source(
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _validate_batch,
+        _validate_batch,  # type: ignore[arg-type]
         batch_size=None,
         batch_format="pyarrow",
         fn_kwargs={"tenant_id": tenant_id, "received_ms": received_ms},
@@ -467,6 +473,7 @@ def validate_source(
     del items
     out = []
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        assert isinstance(batch, pa.Table)  # noqa: S101 - batch_format="pyarrow"
         table = batch.cast(CHUNK_SCHEMA) if batch.schema != CHUNK_SCHEMA else batch
         on_chunk(table, None)
         out.append(table)

@@ -36,7 +36,6 @@ from aurora_ray.backfill import (
     BackfillCounts,
     Chunk,
     Engine,
-    Plan,
     deduplicate,
     event_time_order,
     fact_order_rows,
@@ -85,7 +84,7 @@ class BackfillProgress:
         self.backfill_id = backfill_id
         self._logged = 0.0
 
-    def update(self, *, log_line: bool = True, **values: Any) -> None:
+    def update(self, *, log_line: Any = True, **values: Any) -> None:
         mapping = {k: str(v) for k, v in values.items() if v is not None}
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.key, mapping=mapping)

@@ -372,6 +372,81 @@ def simulate(
     )
 
 
+@app.command()
+def backfill(
+    source: Annotated[str, typer.Argument(help="NDJSON(.gz) or Parquet: a path or a URI")],
+    tenant: Annotated[str, typer.Option(help="tenant id")],
+    wait: Annotated[bool, typer.Option(help="show progress until the job ends")] = False,
+    engine: Annotated[str, typer.Option(help="ray-data | local (validation in one process)")] = (
+        "ray-data"
+    ),
+    dashboard: Annotated[str | None, typer.Option(help="Ray dashboard URL (job API)")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="--wait gives up after this many s")] = (
+        3600
+    ),
+) -> None:
+    """Submit a backfill as a Ray job; prints its id (exit 1 with --wait if it failed)."""
+    import redis
+
+    from aurora_ray.backfill_job import backfill_status, submit_backfill, wait_backfill
+    from aurora_ray.stack import read_stack
+
+    if engine not in ("ray-data", "local"):
+        err.print(f"[red]--engine must be ray-data or local, not {engine!r}[/]")
+        raise typer.Exit(2)
+    if "://" not in source and not Path(source).is_file():
+        err.print(f"[red]no such file: {source}[/]")
+        raise typer.Exit(2)
+    settings = _settings()
+    info = read_stack(settings)
+    url = dashboard or (info.dashboard_url if info else settings.ray_dashboard_url)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    try:
+        backfill_id, job_id = submit_backfill(
+            settings, tenant_id=tenant, source=source, redis_client=client, dashboard_url=url,
+            engine=engine,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except Exception as exc:  # Redis or the dashboard unreachable: one line, not a traceback
+        err.print(f"[red]could not submit the backfill:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"backfill {backfill_id}   Ray job {job_id}")
+    if not wait:
+        return
+    with Progress(
+        TextColumn("[bold]{task.fields[state]}"),
+        BarColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+    ) as bar:
+        task = bar.add_task("backfill", total=1.0, state="submitted", counts="")
+
+        def show(record: dict[str, Any]) -> None:
+            counts = ", ".join(
+                f"{name} {record.get(name, 0)}"
+                for name in ("read", "rejected", "duplicates", "written", "produced")
+            )
+            bar.update(task, completed=record["progress"], state=record["state"], counts=counts)
+
+        record = wait_backfill(
+            lambda: backfill_status(
+                settings, tenant_id=tenant, backfill_id=backfill_id, redis_client=client,
+                dashboard_url=url,
+            ),  # fmt: skip
+            timeout_s=timeout,
+            on_update=show,
+        )
+    done = record or {}
+    if done.get("state") != "succeeded":
+        state = done.get("state", "unknown")
+        err.print(f"[red]backfill {backfill_id} {state}:[/] {done.get('error')}")
+        raise typer.Exit(1)
+    console.print(
+        f"[green]backfill {backfill_id} succeeded[/]: accepted {done['accepted']}, rejected "
+        f"{done['rejected']} (in {done['rejects']}), duplicates {done['duplicates']}, "
+        f"written {done['written']}, produced {done['produced']}"
+    )
+
+
 def main() -> None:
     try:
         app()

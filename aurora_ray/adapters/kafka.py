@@ -143,7 +143,7 @@ class BatchProducer:
         topic: str,
         records: Sequence[tuple[bytes | None, bytes]],
         *,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> Future[None]:
         """Produce ``(key, value)`` records; the future resolves when all are acknowledged.
 

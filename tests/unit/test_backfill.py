@@ -1,4 +1,4 @@
-"""Backfill core: validation with real line numbers (plain, gzip, Parquet), rejects, dedup, order."""
+"""Backfill core: validation with real line numbers (plain, gzip, Parquet), dedup, order."""
 
 from __future__ import annotations
 
