@@ -107,6 +107,8 @@ def resolve_settings(settings: Settings) -> Settings:
         update["kafka_bootstrap"] = info.kafka_bootstrap
     if not settings.jwt_secret.get_secret_value() and settings.env == "development":
         update["jwt_secret"] = SecretStr(_jwt_secret(settings))
+    if "://" not in settings.warehouse_uri and not Path(settings.warehouse_uri).is_absolute():
+        update["warehouse_uri"] = str(Path(settings.warehouse_uri).resolve())  # for Ray workers
     return settings.model_copy(update=update) if update else settings
 
 
