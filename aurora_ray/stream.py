@@ -32,6 +32,9 @@ from aurora_ray.domain.alerts import AlertRecord, build_outputs
 from aurora_ray.domain.events import decode_stream_events
 from aurora_ray.domain.state import TYPE_CODES, ScoringParams, SkuState
 from aurora_ray.domain.timers import fold_with_timers
+from aurora_ray.models.registry import ModelRegistry
+from aurora_ray.models.scorer import AnalyticScorer, Scorer, load_scorer
+from aurora_ray.models.store import read_artifact
 from aurora_ray.settings import Settings
 from aurora_ray.warehouse.predictions import PredictionBuffer
 from aurora_ray.warehouse.store import Warehouse
@@ -111,6 +114,11 @@ class ShardProcessor:
         self.progress = _Progress()
         self._settings_version = -1
         self._lag_at = 0.0
+        # The tenant's active model, swapped between micro-batches (see _refresh_model).
+        self.registry = ModelRegistry(store, baseline_version=settings.model_version)
+        self.scorer: Scorer = AnalyticScorer(settings.model_version)
+        self._model_epoch = -1
+        self.model_error: str | None = None
         # fact_prediction rows, written at each checkpoint (aurora_ray/warehouse/predictions.py).
         self.predictions = PredictionBuffer(
             Warehouse.from_settings(settings), tenant_id, shard=shard
@@ -132,6 +140,7 @@ class ShardProcessor:
             last = self.state.cols["last_alert"]
             last[rows] = np.fmax(last[rows], np.array([marks[k] for k in keys]))
         self._refresh_thresholds(force=True)
+        self._refresh_model(force=True)
         self.predictions.reset(self.progress.offsets)
         assignment = [
             TopicPartition(self.topic, p, self.progress.offsets.get(p, OFFSET_BEGINNING))
@@ -216,7 +225,8 @@ class ShardProcessor:
             skipped = set(bad)
             partitions = [p for i, p in enumerate(partitions) if i not in skipped]
         self._refresh_thresholds()
-        outputs = fold_with_timers(self.state, events, partitions, self.params)
+        self._refresh_model()
+        outputs = fold_with_timers(self.state, events, partitions, self.params, self.scorer.model)
         now = self.clock()
         predictions: dict[str, dict[str, Any]] = {}
         alerts: list[AlertRecord] = []
@@ -225,12 +235,12 @@ class ShardProcessor:
                 self.state,
                 output,
                 tenant_id=self.tenant_id,
-                model_version=self.settings.model_version,
+                model_version=self.scorer.version,
                 now_s=now,
             )
             predictions.update(batch_predictions)
             alerts.extend(batch_alerts)
-        self.predictions.append(self.state, outputs, model_version=self.settings.model_version)
+        self.predictions.append(self.state, outputs, model_version=self.scorer.version)
         unknown = sum(1 for e in events if e.event_type not in TYPE_CODES)
         self.store.write_outputs(
             self.tenant_id,
@@ -294,6 +304,30 @@ class ShardProcessor:
         if force or overrides != self.state.overrides:
             self.state.set_thresholds(overrides)
 
+    def _refresh_model(self, *, force: bool = False) -> None:
+        """Swap the scorer when the tenant's active model changed (one cheap read per batch).
+
+        The swap happens between micro-batches, so no event is lost or scored twice. A version
+        that cannot be loaded (artifact missing, sha256 mismatch) is logged and shown in
+        health; the shard keeps scoring with the scorer it has."""
+        epoch = self.registry.epoch(self.tenant_id)
+        if not force and epoch == self._model_epoch:
+            return
+        self._model_epoch = epoch
+        version = self.registry.active_version(self.tenant_id)
+        try:
+            self.scorer = load_scorer(
+                self.registry.active(self.tenant_id),
+                baseline_version=self.settings.model_version,
+                read=read_artifact,
+            )
+            self.model_error = None
+        except Exception as exc:  # a bad artifact must not stop the stream
+            self.model_error = f"version {version}: {exc}"
+            log.exception("shard %s/%d cannot load model %s", self.tenant_id, self.shard, version)
+            return
+        log.info("shard %s/%d scores with %s", self.tenant_id, self.shard, self.scorer.version)
+
     def lag(self) -> int:
         now = self.clock()
         if now - self._lag_at < _LAG_REFRESH_S:
@@ -326,6 +360,8 @@ class ShardProcessor:
             "alerts": self.progress.alerts,
             "unknown_events": self.progress.unknown,
             "dead_letters": self.progress.dead_letters,
+            "model_version": self.scorer.version,
+            "model_error": self.model_error,
             "lag": self.lag(),
             "last_checkpoint": self.progress.last_checkpoint,
             "offsets": {str(p): o for p, o in self.progress.offsets.items()},

@@ -15,6 +15,7 @@ Demand rates are exponentially decayed sums in event time, bias-corrected for sh
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -28,9 +29,11 @@ __all__ = [
     "TYPE_CODES",
     "BatchOutput",
     "EventBatch",
+    "ProbabilityModel",
     "ScoringParams",
     "SkuState",
     "apply_batch",
+    "model_scores",
     "moves_state",
     "raise_alerts",
 ]
@@ -231,6 +234,47 @@ class BatchOutput:
     event_on_hand: F64 = field(default_factory=lambda: np.empty(0, np.float64))
     event_rate_per_h: F64 = field(default_factory=lambda: np.empty(0, np.float64))
     event_second_moment_per_h: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    # The probability shown for every event (a learned model's, or the analytic one); the
+    # analytic score stays in ``event_probability``, the model's first feature.
+    event_score: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+
+
+# A learned scorer: the fold's per-event picture (``event_*`` of a BatchOutput, whose
+# ``event_probability`` is the analytic score) -> one probability per event. Thresholds and
+# dedup then run on these probabilities instead of the analytic ones.
+ProbabilityModel = Callable[[BatchOutput], F64]
+
+
+def model_scores(
+    model: ProbabilityModel | None,
+    *,
+    rows: I64,
+    as_of: F64,
+    probability: F64,
+    on_hand: F64,
+    rate_per_s: F64,
+    second_moment_per_s: F64,
+) -> F64:
+    """The probability each event shows: ``model``'s where the stock is known, else analytic."""
+    if model is None:
+        return probability
+    preview = BatchOutput(
+        rows=rows,
+        as_of_s=as_of,
+        probability=probability,
+        predicted_oos_s=np.full(len(rows), np.nan),
+        demand_rate_per_h=rate_per_s * 3600.0,
+        event_rows=rows,
+        event_as_of_s=as_of,
+        event_probability=probability,
+        event_on_hand=on_hand,
+        event_rate_per_h=rate_per_s * 3600.0,
+        event_second_moment_per_h=second_moment_per_s * 3600.0,
+    )
+    shown = np.asarray(model(preview), dtype=np.float64)
+    if shown.shape != probability.shape:
+        raise ValueError(f"the model gave {shown.shape} probabilities for {probability.shape}")
+    return np.where(np.isnan(probability), np.nan, np.clip(shown, 0.0, 1.0))
 
 
 def _segment_starts(starts: NDArray[np.bool_]) -> I64:
@@ -248,8 +292,16 @@ def _running_max_per_group(values_ms: I64, group: I64) -> I64:
     return np.maximum.accumulate(lifted) - group * span + low
 
 
-def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> BatchOutput:
-    """Apply ``batch`` to ``state`` in place; return the touched SKUs' scores and the alerts."""
+def apply_batch(
+    state: SkuState,
+    batch: EventBatch,
+    params: ScoringParams,
+    model: ProbabilityModel | None = None,
+) -> BatchOutput:
+    """Apply ``batch`` to ``state`` in place; return the touched SKUs' scores and the alerts.
+
+    With a ``model``, its probabilities (over the analytic score and the other per-event
+    features) decide the alerts and are the ones shown."""
     rows_by_pos = state.rows_for(batch.keys)
     n = len(batch)
     if n == 0:
@@ -331,8 +383,17 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
         as_of_s=as_of,
         horizon_s=params.horizon_s,
     )
-    probability = np.where(known, scores.probability, np.nan)
+    analytic = np.where(known, scores.probability, np.nan)
     predicted = np.where(known, scores.predicted_oos_s, np.nan)
+    probability = model_scores(
+        model,
+        rows=rows,
+        as_of=as_of,
+        probability=analytic,
+        on_hand=on_hand.astype(np.float64),
+        rate_per_s=rate,
+        second_moment_per_s=sums["s_qty2"] / duration,
+    )
 
     alerts = raise_alerts(state, rows, as_of, probability, known, params)
 
@@ -360,10 +421,11 @@ def apply_batch(state: SkuState, batch: EventBatch, params: ScoringParams) -> Ba
         alert_predicted_oos_s=predicted[alerts],
         event_rows=rows,
         event_as_of_s=as_of,
-        event_probability=probability,
+        event_probability=analytic,
         event_on_hand=on_hand.astype(np.float64),
         event_rate_per_h=rate * 3600.0,
         event_second_moment_per_h=sums["s_qty2"] / duration * 3600.0,
+        event_score=probability,
     )
 
 

@@ -24,9 +24,11 @@ from aurora_ray.domain.scoring import score
 from aurora_ray.domain.state import (
     BatchOutput,
     EventBatch,
+    ProbabilityModel,
     ScoringParams,
     SkuState,
     apply_batch,
+    model_scores,
     moves_state,
     raise_alerts,
 )
@@ -36,7 +38,13 @@ __all__ = ["fold_with_timers", "tick"]
 I64 = NDArray[np.int64]
 
 
-def tick(state: SkuState, at_s: float, params: ScoringParams, rows: I64) -> BatchOutput:
+def tick(
+    state: SkuState,
+    at_s: float,
+    params: ScoringParams,
+    rows: I64,
+    model: ProbabilityModel | None = None,
+) -> BatchOutput:
     """Score ``rows`` (with known stock and no event after ``at_s``) as of event time ``at_s``.
 
     Nothing but the scores and the alert marks changes: decayed sums are read at ``at_s``."""
@@ -65,24 +73,35 @@ def tick(state: SkuState, at_s: float, params: ScoringParams, rows: I64) -> Batc
         horizon_s=params.horizon_s,
     )
     known = np.ones(n, dtype=bool)
-    alerts = raise_alerts(state, rows, as_of, scores.probability, known, params)
-    state.cols["probability"][rows] = scores.probability
+    second_moment = state.cols["s_qty2"][rows] * decay / duration
+    probability = model_scores(
+        model,
+        rows=rows,
+        as_of=as_of,
+        probability=scores.probability,
+        on_hand=on_hand,
+        rate_per_s=rate,
+        second_moment_per_s=second_moment,
+    )
+    alerts = raise_alerts(state, rows, as_of, probability, known, params)
+    state.cols["probability"][rows] = probability
     return BatchOutput(
         rows=rows,
         as_of_s=as_of,
-        probability=scores.probability,
+        probability=probability,
         predicted_oos_s=scores.predicted_oos_s,
         demand_rate_per_h=rate * 3600.0,
         alert_rows=rows[alerts],
         alert_as_of_s=as_of[alerts],
-        alert_probability=scores.probability[alerts],
+        alert_probability=probability[alerts],
         alert_predicted_oos_s=scores.predicted_oos_s[alerts],
         event_rows=rows,
         event_as_of_s=as_of,
         event_probability=scores.probability,
         event_on_hand=on_hand,
         event_rate_per_h=rate * 3600.0,
-        event_second_moment_per_h=state.cols["s_qty2"][rows] * decay / duration * 3600.0,
+        event_second_moment_per_h=second_moment * 3600.0,
+        event_score=probability,
     )
 
 
@@ -91,6 +110,7 @@ def fold_with_timers(
     events: Sequence[StreamEvent],
     partitions: Sequence[int],
     params: ScoringParams,
+    model: ProbabilityModel | None = None,
 ) -> list[BatchOutput]:
     """Apply ``events`` (with the partition each came from, in offset order) and fire the timers
     their partitions' event time crosses; outputs in the order they happened."""
@@ -105,7 +125,7 @@ def fold_with_timers(
             return
         chunk = events[start:upto]
         batch = EventBatch.from_events(list(chunk))
-        outputs.append(apply_batch(state, batch, params))
+        outputs.append(apply_batch(state, batch, params, model))
         owned = [
             (e.key, p)
             for e, p in zip(chunk, partitions[start:upto], strict=True)
@@ -131,6 +151,6 @@ def fold_with_timers(
         flush(i)
         owned_rows = np.flatnonzero(state.col("partition") == partition)
         for k in range(first, last + 1):
-            outputs.append(tick(state, k * period, params, owned_rows))
+            outputs.append(tick(state, k * period, params, owned_rows, model))
     flush(len(events))
     return outputs

@@ -1,0 +1,288 @@
+"""The training core: labels from stock trajectories, the XGBoost fit and held-out metrics.
+
+Pure numpy/pandas/xgboost, no Ray: the retrain job wires these functions into Ray Data, the
+evaluation calls :func:`fit` directly, so both train exactly the same model.
+
+A row is one scored moment of a SKU (a ``fact_prediction`` row: its features and its on-hand
+stock). Its label is "a stock-out starts within the horizon after this row", read from the SKU's
+later rows: a stock-out starts at a row whose ``on_hand`` is ``<= 0`` while the row before it had
+``> 0``. Rows already out of stock are dropped (nothing left to predict), and so are rows whose
+horizon runs past the end of the data (their outcome is censored, not negative).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from aurora_ray.evaluation.metrics import brier_score, expected_calibration_error, log_loss
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+__all__ = [
+    "LABEL",
+    "XGB_PARAMS",
+    "XGB_ROUNDS",
+    "decode_feature_vectors",
+    "encode_feature_vectors",
+    "fit",
+    "held_out_metrics",
+    "label_frame",
+    "predict",
+    "promotion_decision",
+    "recall_at_precision",
+    "sha256_hex",
+    "stockout_labels",
+    "time_cut",
+]
+
+F64 = NDArray[np.float64]
+LABEL: Final = "label"
+XGB_PARAMS: Final[dict[str, Any]] = {
+    "objective": "binary:logistic",
+    "max_depth": 5,
+    "eta": 0.05,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "tree_method": "hist",
+    "nthread": 2,
+    "seed": 0,
+}
+XGB_ROUNDS: Final = 300
+REPORT_THRESHOLDS: Final = (0.7, 0.9)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def stockout_labels(
+    group: ArrayLike,
+    times_s: ArrayLike,
+    on_hand: ArrayLike,
+    *,
+    horizon_s: float,
+    end_s: float | None = None,
+) -> tuple[NDArray[np.int8], NDArray[np.bool_]]:
+    """Label and keep-mask per row; rows must be sorted by ``group`` (contiguous) then time.
+
+    ``label[i] = 1`` iff a stock-out of row ``i``'s group starts at a later row ``j`` with
+    ``times[j] - times[i] <= horizon_s``. ``keep[i]`` is false for rows already out of stock
+    and for rows whose horizon ends after ``end_s`` (default: the latest time in the data)."""
+    g = np.asarray(group)
+    t = np.asarray(times_s, dtype=np.float64)
+    stock = np.asarray(on_hand, dtype=np.float64)
+    n = len(t)
+    if not (len(g) == n == len(stock)):
+        raise ValueError(f"lengths differ: group {len(g)}, times_s {n}, on_hand {len(stock)}")
+    if n == 0:
+        return np.empty(0, np.int8), np.empty(0, bool)
+    same_as_prev = np.r_[False, g[1:] == g[:-1]]
+    if np.any(same_as_prev & (np.diff(t, prepend=t[0]) < 0)):
+        raise ValueError("rows are not sorted by time within their group")
+    out = stock <= 0
+    starts = np.flatnonzero(out & same_as_prev & np.r_[False, ~out[:-1]])
+    # The first stock-out start after each row (an index > i), if it is in the same group.
+    label = np.zeros(n, dtype=bool)
+    if len(starts):
+        k = np.searchsorted(starts, np.arange(n), side="right")
+        has_next = k < len(starts)
+        nxt = starts[np.minimum(k, len(starts) - 1)]
+        label = has_next & (g[nxt] == g) & (t[nxt] - t <= horizon_s)
+    end = float(np.max(t)) if end_s is None else float(end_s)
+    keep = ~out & (t + horizon_s <= end)
+    return label.astype(np.int8), keep
+
+
+def label_frame(
+    frame: pd.DataFrame,
+    *,
+    horizon_s: float,
+    end_s: float,
+    key: Sequence[str] = ("sku_id",),
+    time_col: str = "t_s",
+) -> pd.DataFrame:
+    """The labelled, uncensored in-stock rows of ``frame`` (one or several SKUs), with a
+    ``label`` column. Works as a Ray Data ``map_groups`` function or on a whole table."""
+    if frame.empty:
+        return frame.assign(**{LABEL: pd.Series(dtype=np.int8)})
+    ordered = frame.sort_values([*key, time_col], kind="stable")
+    group = ordered.groupby(list(key), sort=False).ngroup().to_numpy()
+    labels, keep = stockout_labels(
+        group,
+        ordered[time_col].to_numpy(np.float64),
+        ordered["on_hand"].to_numpy(np.float64),
+        horizon_s=horizon_s,
+        end_s=end_s,
+    )
+    return ordered.assign(**{LABEL: labels})[keep]
+
+
+def time_cut(times_s: ArrayLike, holdout_fraction: float = 0.2) -> float:
+    """Start of the held-out slice: the last ``holdout_fraction`` of the data's time window."""
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be within (0, 1), got {holdout_fraction}")
+    t = np.asarray(times_s, dtype=np.float64)
+    if not len(t):
+        raise ValueError("no rows to split")
+    start, end = float(t.min()), float(t.max())
+    return start + (1.0 - holdout_fraction) * (end - start)
+
+
+# --------------------------------------------------------------------------- features
+
+
+def decode_feature_vectors(values: Sequence[bytes | None], n_features: int) -> F64:
+    """``feature_vector`` cells (float32 little-endian) -> an ``(n, n_features)`` matrix."""
+    width = 4 * n_features
+    for i, value in enumerate(values):
+        if value is None or len(value) != width:
+            size = "null" if value is None else f"{len(value)} bytes"
+            raise ValueError(
+                f"row {i}: feature_vector is {size}, expected {width} bytes "
+                f"({n_features} float32 values)"
+            )
+    joined = b"".join(values)  # type: ignore[arg-type]  # checked for None above
+    return np.frombuffer(joined, dtype="<f4").reshape(len(values), n_features).astype(np.float64)
+
+
+def encode_feature_vectors(features: ArrayLike) -> list[bytes]:
+    """The inverse of :func:`decode_feature_vectors`: one float32 little-endian blob per row."""
+    matrix = np.ascontiguousarray(np.asarray(features, dtype="<f4"))
+    if matrix.ndim != 2:
+        raise ValueError(f"features must be a matrix, got {matrix.ndim} dimensions")
+    return [row.tobytes() for row in matrix]
+
+
+# --------------------------------------------------------------------------- model
+
+
+def fit(
+    features: ArrayLike,
+    labels: ArrayLike,
+    feature_names: Sequence[str],
+    *,
+    rounds: int = XGB_ROUNDS,
+    params: dict[str, Any] | None = None,
+) -> xgb.Booster:
+    """The booster over ``feature_names``: the one fit of the evaluation and the retrain job."""
+    import xgboost as xgb
+
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(feature_names):
+        raise ValueError(f"features have shape {x.shape}, expected (n, {len(feature_names)})")
+    if len(y) != len(x):
+        raise ValueError(f"{len(x)} feature rows but {len(y)} labels")
+    if not len(y):
+        raise ValueError("no training rows")
+    matrix = xgb.DMatrix(x, label=y, feature_names=list(feature_names))
+    return xgb.train({**XGB_PARAMS, **(params or {})}, matrix, num_boost_round=rounds)
+
+
+def predict(booster: xgb.Booster, features: ArrayLike, feature_names: Sequence[str]) -> F64:
+    import xgboost as xgb
+
+    x = np.asarray(features, dtype=np.float64)
+    if not len(x):
+        return np.empty(0, np.float64)
+    scores = booster.predict(xgb.DMatrix(x, feature_names=list(feature_names)))
+    return np.asarray(scores, dtype=np.float64)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _precision_recall(p: F64, y: F64, threshold: float) -> tuple[float, float]:
+    flagged = p >= threshold
+    tp = float(np.sum(flagged & (y == 1)))
+    n_flagged, positives = float(np.sum(flagged)), float(np.sum(y == 1))
+    precision = tp / n_flagged if n_flagged else float("nan")
+    recall = tp / positives if positives else float("nan")
+    return precision, recall
+
+
+def recall_at_precision(p: ArrayLike, y: ArrayLike, precision: float) -> float:
+    """The best recall over all thresholds whose precision is at least ``precision``
+    (0 when none reaches it, NaN without positives)."""
+    probs = np.asarray(p, dtype=np.float64)
+    labels = np.asarray(y, dtype=np.float64)
+    positives = float(np.sum(labels == 1))
+    if not positives:
+        return float("nan")
+    order = np.argsort(-probs, kind="stable")
+    sorted_p, sorted_y = probs[order], labels[order]
+    # Cut only between distinct probabilities: all rows of a tie are flagged together.
+    last_of_tie = np.r_[sorted_p[1:] != sorted_p[:-1], True]
+    tp = np.cumsum(sorted_y)[last_of_tie]
+    flagged = (np.arange(len(sorted_p)) + 1.0)[last_of_tie]
+    ok = tp / flagged >= precision - 1e-12
+    return float(np.max(tp[ok]) / positives) if ok.any() else 0.0
+
+
+def held_out_metrics(p: ArrayLike, y: ArrayLike) -> dict[str, float]:
+    """Brier, log loss, ECE and precision / recall at 0.7 and 0.9 (NaN becomes None in JSON)."""
+    probs = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    labels = np.asarray(y, dtype=np.float64)
+    out: dict[str, float] = {
+        "rows": float(len(labels)),
+        "positives": float(np.sum(labels == 1)),
+        "brier": brier_score(probs, labels),
+        "log_loss": log_loss(probs, labels),
+        "ece": expected_calibration_error(probs, labels),
+    }
+    for threshold in REPORT_THRESHOLDS:
+        precision, recall = _precision_recall(probs, labels, threshold)
+        out[f"precision@{threshold}"] = precision
+        out[f"recall@{threshold}"] = recall
+    return out
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reason: str
+    candidate: dict[str, float]
+    active: dict[str, float]
+
+
+def promotion_decision(
+    candidate_p: ArrayLike, active_p: ArrayLike, y: ArrayLike, *, threshold: float = 0.7
+) -> PromotionDecision:
+    """Promote only when the candidate beats the active model on the same held-out rows: a lower
+    Brier score, and recall at the active model's precision (at its alert threshold) not worse."""
+    cand, active = held_out_metrics(candidate_p, y), held_out_metrics(active_p, y)
+    target = active[f"precision@{threshold}"] if threshold in REPORT_THRESHOLDS else None
+    if target is None:
+        target, _ = _precision_recall(np.asarray(active_p, np.float64), np.asarray(y), threshold)
+    active_recall = active.get(f"recall@{threshold}", float("nan"))
+    cand_recall = recall_at_precision(candidate_p, y, target) if np.isfinite(target) else 0.0
+    cand["recall@active_precision"] = cand_recall
+    active["recall@active_precision"] = active_recall
+    if not np.isfinite(cand["brier"]) or not cand["positives"]:
+        return PromotionDecision(False, "no held-out stock-outs to compare on", cand, active)
+    if not cand["brier"] < active["brier"]:
+        reason = f"Brier {cand['brier']:.5f} is not below the active {active['brier']:.5f}"
+        return PromotionDecision(False, reason, cand, active)
+    if np.isfinite(target) and np.isfinite(active_recall) and cand_recall < active_recall:
+        reason = (
+            f"recall {cand_recall:.3f} at the active precision {target:.3f} is below the "
+            f"active {active_recall:.3f}"
+        )
+        return PromotionDecision(False, reason, cand, active)
+    reason = f"Brier {cand['brier']:.5f} < {active['brier']:.5f}, recall {cand_recall:.3f} " + (
+        f">= {active_recall:.3f} at precision {target:.3f}"
+        if np.isfinite(target)
+        else "(the active model raises no alert at its threshold)"
+    )
+    return PromotionDecision(True, reason, cand, active)
