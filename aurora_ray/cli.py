@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, 
 from rich.table import Table
 
 from aurora_ray import __version__
+from aurora_ray.models.cli import models_app, retrain_command
 from aurora_ray.settings import Settings, load_settings
 from aurora_ray.warehouse.cli import warehouse_app
 
@@ -22,6 +23,8 @@ app = typer.Typer(help="Aurora: real-time stock-out prediction on Ray.", no_args
 tenants_app = typer.Typer(help="Tenants and their API clients.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(models_app, name="models")
+app.command("retrain")(retrain_command)
 console = Console()
 err = Console(stderr=True)
 
