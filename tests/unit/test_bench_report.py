@@ -1,0 +1,73 @@
+"""The bench's table and files, and the `aurora bench` options (no stack started)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aurora_ray.cli import app
+from bench.common import Row, ScenarioResult, percentiles
+from bench.runner import markdown_table, write_results
+
+pytestmark = pytest.mark.unit
+
+
+def _results(*, quick: bool = False, haproxy: bool = True) -> dict[str, Any]:
+    ingest = ScenarioResult(
+        "ingest",
+        "ok",
+        rows=[
+            Row(
+                "ingest events/s",
+                "events/s",
+                aurora=98_500.0,
+                anchor=410_000.0,
+                anchor_name="raw confluent-kafka producer",
+                target=">= 100000",
+                ok=False,
+            )
+        ],
+    )
+    export = ScenarioResult("export", "skipped", reason="not available (later issue)")
+    return {
+        "date": "2026-11-29",
+        "quick": quick,
+        "haproxy": haproxy,
+        "machine": {"cpus": 2, "load_average_1m_at_end": 1.5},
+        "scenarios": {"ingest": ingest.as_dict(), "export": export.as_dict()},
+    }
+
+
+def test_table_puts_aurora_beside_the_anchor_and_the_target() -> None:
+    table = markdown_table(_results())
+    assert "98.5 K/s | 410.0 K/s (raw confluent-kafka producer) | >= 100000 | **no** |" in table
+    assert "| export | skipped: not available (later issue) |" in table
+    assert "HAProxy ingress" in table
+
+
+def test_files_are_named_by_date_and_kind(tmp_path: Path) -> None:
+    json_path, md_path = write_results(_results(quick=True, haproxy=False), tmp_path)
+    assert json_path.name == "2026-11-29-quick-no-haproxy.json"
+    assert md_path.name == "2026-11-29-quick-no-haproxy.md"
+    assert json.loads(json_path.read_text())["scenarios"]["export"]["status"] == "skipped"
+    full, _ = write_results(_results(), tmp_path)
+    assert full.name == "2026-11-29.json"
+
+
+def test_percentiles_of_nothing_are_nan() -> None:
+    assert all(v != v for v in percentiles([]).values())
+    assert percentiles([1.0, 2.0, 3.0], (50,)) == {"p50": 2.0}
+
+
+def test_cli_lists_the_options_and_refuses_an_unknown_scenario() -> None:
+    runner = CliRunner()
+    helped = runner.invoke(app, ["bench", "--help"])
+    assert helped.exit_code == 0
+    for option in ("--quick", "--scenario", "--out", "--no-haproxy"):
+        assert option in helped.output
+    refused = runner.invoke(app, ["bench", "--scenario", "nope"])
+    assert refused.exit_code == 2
