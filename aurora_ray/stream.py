@@ -114,15 +114,15 @@ class ShardProcessor:
         self.progress = _Progress()
         self._settings_version = -1
         self._lag_at = 0.0
+        # fact_prediction rows, written at each checkpoint (aurora_ray/warehouse/predictions.py).
+        self.predictions = PredictionBuffer(
+            Warehouse.from_settings(settings), tenant_id, shard=shard
+        )
         # The tenant's active model, swapped between micro-batches (see _refresh_model).
         self.registry = ModelRegistry(store, baseline_version=settings.model_version)
         self.scorer: Scorer = AnalyticScorer(settings.model_version)
         self._model_epoch = -1
         self.model_error: str | None = None
-        # fact_prediction rows, written at each checkpoint (aurora_ray/warehouse/predictions.py).
-        self.predictions = PredictionBuffer(
-            Warehouse.from_settings(settings), tenant_id, shard=shard
-        )
 
     # -- lifecycle -----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -301,6 +301,9 @@ class ShardProcessor:
         default, overrides = self.store.thresholds(self.tenant_id)
         if default is not None and default != self.params.default_threshold:
             self.params = dataclasses.replace(self.params, default_threshold=default)
+        calendar = self.store.demand_calendar(self.tenant_id)
+        if calendar != self.params.week_profile:
+            self.params = dataclasses.replace(self.params, week_profile=calendar)
         if force or overrides != self.state.overrides:
             self.state.set_thresholds(overrides)
 

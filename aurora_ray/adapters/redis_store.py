@@ -6,7 +6,8 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:tenants``                 hash tenant_id -> tenant JSON
 ``aurora:client:{client_id}``      hash: tenant_id, secret_hash, scopes
 ``aurora:t:{t}:settings``          hash, the ``tenant_settings`` table: ``default`` and
-                                   ``sku:<sku>`` or ``sku:<sku>@<warehouse>`` thresholds
+                                   ``sku:<sku>`` or ``sku:<sku>@<warehouse>`` thresholds,
+                                   ``calendar`` (JSON, 168 hour-of-week demand shares)
 ``aurora:t:{t}:settings_version`` counter bumped by every settings change
 ``aurora:t:{t}:alerts``            zset, member = alert JSON, score = created_at (ms)
 ``aurora:t:{t}:alerts:sku:{sku}``  zset, the same members for one SKU
@@ -144,6 +145,22 @@ class RedisStore:
                 pipe.hdel(key, f"sku:{sku}")
             else:
                 pipe.hset(key, f"sku:{sku}", repr(value))
+        pipe.incr(_k(tenant_id, "settings_version"))
+        pipe.execute()
+
+    def demand_calendar(self, tenant_id: str) -> tuple[float, ...] | None:
+        """The tenant's demand calendar (168 hour-of-week shares), or None for a flat week."""
+        raw = cast(bytes | None, self.client.hget(_k(tenant_id, "settings"), "calendar"))
+        return tuple(float(v) for v in json.loads(raw)) if raw else None
+
+    def put_demand_calendar(self, tenant_id: str, profile: Iterable[float] | None) -> None:
+        """Store (or, with None, remove) the demand calendar; shards reload it on change."""
+        key = _k(tenant_id, "settings")
+        pipe = self.client.pipeline(transaction=True)
+        if profile is None:
+            pipe.hdel(key, "calendar")
+        else:
+            pipe.hset(key, "calendar", json.dumps([float(v) for v in profile]))
         pipe.incr(_k(tenant_id, "settings_version"))
         pipe.execute()
 

@@ -62,10 +62,15 @@ def score(
     second_moment_rate: FloatArray,
     as_of_s: FloatArray,
     horizon_s: float,
+    exposure: FloatArray | None = None,
 ) -> Scores:
-    """Score SKUs from their demand rates (units/s and units^2/s) at event time ``as_of_s``."""
-    mean = rate * horizon_s
-    var = second_moment_rate * horizon_s
+    """Score SKUs from their demand rates (units/s and units^2/s) at event time ``as_of_s``.
+
+    ``exposure`` scales the horizon's demand by the demand calendar (see
+    :mod:`aurora_ray.domain.calendar`); ``None`` is a flat week."""
+    scale = horizon_s if exposure is None else horizon_s * exposure
+    mean = rate * scale
+    var = second_moment_rate * scale
     probability = stockout_probability(on_hand, mean, var)
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.where(rate > 0, np.maximum(on_hand, 0.0) / rate, np.nan)

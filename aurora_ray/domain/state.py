@@ -22,6 +22,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from aurora_ray.domain.calendar import exposure
 from aurora_ray.domain.events import EventType, StreamEvent
 from aurora_ray.domain.scoring import score
 
@@ -63,6 +64,8 @@ class ScoringParams:
     censored_demand: bool = False
     # Event-time timers: every SKU is re-scored at each multiple of this period (0: never).
     timer_period_s: float = 24 * 3600.0
+    # The tenant's demand calendar: 168 hour-of-week shares (None: a flat week).
+    week_profile: tuple[float, ...] | None = None
 
     @property
     def tau_s(self) -> float:
@@ -382,6 +385,7 @@ def apply_batch(
         second_moment_rate=sums["s_qty2"] / duration,
         as_of_s=as_of,
         horizon_s=params.horizon_s,
+        exposure=exposure(as_of, params.horizon_s, params.week_profile),
     )
     analytic = np.where(known, scores.probability, np.nan)
     predicted = np.where(known, scores.predicted_oos_s, np.nan)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from aurora_ray.domain.calendar import exposure
 from aurora_ray.domain.events import StreamEvent
 from aurora_ray.domain.scoring import score
 from aurora_ray.domain.state import (
@@ -71,6 +72,7 @@ def tick(
         second_moment_rate=state.cols["s_qty2"][rows] * decay / duration,
         as_of_s=as_of,
         horizon_s=params.horizon_s,
+        exposure=exposure(as_of, params.horizon_s, params.week_profile),
     )
     known = np.ones(n, dtype=bool)
     second_moment = state.cols["s_qty2"][rows] * decay / duration

@@ -8,6 +8,7 @@ stock-out starts within the horizon", with features from :func:`event_features` 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -70,6 +71,7 @@ def training_set(
     label_window: timedelta = timedelta(days=62),
     warmup: timedelta = timedelta(weeks=20),
     seed: int = 0,
+    params: ScoringParams | None = None,
 ) -> TrainingSet:
     """Features and labels from a simulation that ends where the test period starts."""
     bench = build_benchmark(
@@ -82,7 +84,8 @@ def training_set(
     )
     # The analytic replay, which runs the shards' timed fold (events and timer ticks): the
     # features are recorded exactly where the scores are, so there is no train/serve skew.
-    recorder = _FeatureRecorder(tenant_id, ScoringParams(horizon_s=horizon_s))
+    params = params or ScoringParams(horizon_s=horizon_s)
+    recorder = _FeatureRecorder(tenant_id, dataclasses.replace(params, horizon_s=horizon_s))
     events = bench.result.events
     for i in range(0, len(events), _CHUNK):
         recorder.feed(events[i : i + _CHUNK])

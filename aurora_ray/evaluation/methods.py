@@ -244,7 +244,7 @@ def make_predictor(
     if name == "aurora-analytic":
         return AuroraAnalytic(tenant_id, params)
     if name == "nightly-batch":
-        return NightlyBatch(tenant_id)
+        return NightlyBatch(tenant_id, horizon_s=(params or ScoringParams()).horizon_s)
     if name == "xgboost":
         if model is None:
             raise ValueError("the xgboost method needs a trained model")

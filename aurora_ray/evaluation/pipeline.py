@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.client import AuroraClient
 from aurora_ray.demo_stream import to_ndjson
 from aurora_ray.settings import Settings
-from aurora_ray.stack import provision_tenant, running_stack
+from aurora_ray.stack import provision_tenant, resolve_settings, running_stack
 
 __all__ = ["compare_alerts", "through_pipeline"]
 
@@ -66,10 +67,16 @@ def through_pipeline(
     *,
     progress: Callable[[str], None] = lambda _msg: None,
     timeout_s: float = 900.0,
+    calendar: tuple[float, ...] | None = None,
 ) -> dict[str, Any]:
-    """Send ``events`` through the API of a fresh tenant; compare its alerts with ``offline``."""
+    """Send ``events`` through the API of a fresh tenant (with the offline replay's demand
+    calendar in its settings); compare its alerts with ``offline``."""
     with running_stack(settings, progress=progress) as info:
         tenant, client = provision_tenant(settings, info, name=f"evaluation-{int(time.time())}")
+        if calendar is not None:
+            RedisStore(resolve_settings(settings).redis_url).put_demand_calendar(
+                tenant.tenant_id, calendar
+            )
         began = time.monotonic()
         for i in range(0, len(events), _BATCH):
             batch = [{**e, "tenant_id": tenant.tenant_id} for e in events[i : i + _BATCH]]

@@ -16,6 +16,7 @@ test period only (from ``test_from``):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from aurora_ray.domain.calendar import fit_week_profile
 from aurora_ray.domain.state import ScoringParams
 from aurora_ray.evaluation import metrics as m
 from aurora_ray.evaluation.data import TEST_FROM
@@ -54,6 +56,9 @@ class EvaluationConfig:
     seed: int = 0
     end: datetime | None = None  # default: the day after the last order line
     params: ScoringParams | None = None  # the live scorer's parameters (None: defaults)
+    # Fit the tenant's demand calendar on the training period's orders (as a tenant's would be
+    # fitted from its own history) and score with it; False: a flat week.
+    calendar: bool = True
     through_pipeline: bool = False  # also send the stream through HTTP -> Kafka -> shards
 
 
@@ -64,6 +69,12 @@ class _Truth:
     test_from_s: float
     end_s: float
     skus: list[str] = field(default_factory=list)
+    # Test episodes a drain signal can announce: not emptied by one order line bigger than a
+    # horizon's mean demand (see _single_order_share).
+    drain_episodes: m.Episodes | None = None
+    # Purchase orders per SKU: (placed, arrives) epoch seconds. The stream carries no open
+    # purchase orders, so no stream-only method knows of a delivery on its way.
+    inbound: dict[str, tuple[F64, F64]] = field(default_factory=dict)
 
 
 def _truth(bench: Benchmark) -> _Truth:
@@ -84,10 +95,13 @@ def _truth(bench: Benchmark) -> _Truth:
     )
 
 
-def _single_order_share(bench: Benchmark, horizon_s: float) -> dict[str, float]:
+def _single_order_share(
+    bench: Benchmark, horizon_s: float, truth: _Truth | None = None
+) -> dict[str, float]:
     """How many test-period stock-outs one order line caused out of a shelf that held at least
     ``k`` horizons of the SKU's mean demand: a drain-based signal cannot see those coming, which
-    bounds recall@24h for any method that sees only the stream."""
+    bounds recall@24h for any method that sees only the stream. With ``truth``, the episodes
+    not caused so (k = 1) are kept in ``truth.drain_episodes``."""
     sold: dict[tuple[str, str], int] = {}
     for event in bench.result.events:
         if event["event_type"] == "order.created":
@@ -101,6 +115,21 @@ def _single_order_share(bench: Benchmark, horizon_s: float) -> dict[str, float]:
         demand = bench.policies[sku].mean_daily * horizon_s / 86_400.0
         ratios.append(sold.get((sku, stamp), 0) / demand if demand > 0 else np.inf)
     share = np.array(ratios)
+    if truth is not None and len(share):
+        starts = episodes["start"].astype("int64").to_numpy() / 1e9
+        drained = {
+            (str(k), round(t))
+            for k, t, r in zip(episodes["sku"], starts, share, strict=True)
+            if r < 1.0
+        }
+        ep = truth.test_episodes
+        keep = np.array(
+            [(str(k), round(t)) in drained for k, t in zip(ep.sku, ep.start_s, strict=True)],
+            dtype=bool,
+        )
+        truth.drain_episodes = m.Episodes(
+            sku=ep.sku[keep], start_s=ep.start_s[keep], end_s=ep.ends[keep]
+        )
     return (
         {
             f"emptied_by_one_line_over_{k}x_horizon_demand": float(np.mean(share >= k))
@@ -109,6 +138,48 @@ def _single_order_share(bench: Benchmark, horizon_s: float) -> dict[str, float]:
         if len(share)
         else {}
     )
+
+
+def _inbound(bench: Benchmark) -> dict[str, tuple[F64, F64]]:
+    orders = bench.result.purchase_orders
+    placed = orders["placed"].astype("int64").to_numpy() / 1e9
+    arrives = orders["arrives"].astype("int64").to_numpy() / 1e9
+    skus = orders["sku"].astype(str).to_numpy()
+    out: dict[str, tuple[F64, F64]] = {}
+    for sku in np.unique(skus):
+        mine = skus == sku
+        out[str(sku)] = (placed[mine], arrives[mine])
+    return out
+
+
+def _false_alerts_in_transit(alerts: m.Alerts, truth: _Truth, horizon_s: float) -> tuple[int, int]:
+    """(in-stock alerts not followed by a stock-out, those of them with a delivery already
+    ordered before the alert and landing within the horizon): wrong only for want of a signal
+    the stream does not carry."""
+    ongoing = m.label_samples(
+        alerts.sku, alerts.time_s, truth.episodes, 0.0, include_ongoing=True
+    ).astype(bool)
+    followed = m.label_samples(
+        alerts.sku, alerts.time_s, truth.episodes, horizon_s, include_ongoing=False
+    ).astype(bool)
+    false = np.flatnonzero(~ongoing & ~followed)
+    in_transit = 0
+    for i in false.tolist():
+        placed, arrives = truth.inbound.get(str(alerts.sku[i]), (np.empty(0), np.empty(0)))
+        t = float(alerts.time_s[i])
+        if np.any((placed <= t) & (arrives > t) & (arrives <= t + horizon_s)):
+            in_transit += 1
+    return len(false), in_transit
+
+
+def training_calendar(events: Sequence[Mapping[str, Any]], test_from_s: float) -> tuple[float, ...]:
+    """The demand calendar fitted on the orders before the test period only."""
+    orders = [e for e in events if e["event_type"] == "order.created"]
+    stamps = np.array([str(e["occurred_at"]).rstrip("Z") for e in orders], dtype="datetime64[ms]")
+    ts = stamps.astype(np.int64) / 1000.0
+    qty = np.array([float(e["payload"]["qty"]) for e in orders])
+    before = ts < test_from_s
+    return fit_week_profile(ts[before], qty[before])
 
 
 def _run(predictor: Predictor, events: Sequence[Mapping[str, Any]]) -> None:
@@ -161,7 +232,20 @@ def _alert_scores(
     precision = m.alert_precision(test_alerts, truth.episodes, config.horizon_s)
     recall = m.recall_at_lead(test_alerts, truth.test_episodes, config.lead_s, config.horizon_s)
     in_stock = precision.n_alerts - precision.n_ongoing_only
+    extra: dict[str, Any] = {}
+    if truth.drain_episodes is not None:
+        drain = m.recall_at_lead(test_alerts, truth.drain_episodes, config.lead_s, config.horizon_s)
+        extra["recall_at_24h_drain_episodes"] = drain.recall
+    if truth.inbound:
+        n_false, in_transit = _false_alerts_in_transit(test_alerts, truth, config.horizon_s)
+        extra["false_alerts"] = n_false
+        extra["false_alerts_with_delivery_in_transit"] = in_transit
+        known = in_stock - in_transit
+        extra["precision_if_inbound_known"] = (
+            precision.n_followed / known if known > 0 else float("nan")
+        )
     return {
+        **extra,
         "alerts": precision.n_alerts,
         "alerts_while_out_of_stock": precision.n_ongoing_only,
         "precision": precision.n_followed / in_stock if in_stock else float("nan"),
@@ -202,6 +286,8 @@ def _method_metrics(
         "thresholds": list(m.DEFAULT_THRESHOLDS),
         "precision": [c["precision"] for c in curve_points],
         "recall": [c["recall_at_24h"] for c in curve_points],
+        "recall_drain": [c.get("recall_at_24h_drain_episodes") for c in curve_points],
+        "precision_if_inbound_known": [c.get("precision_if_inbound_known") for c in curve_points],
     }
     return out
 
@@ -211,6 +297,7 @@ def _through_pipeline(
     events: Sequence[Mapping[str, Any]],
     settings: Settings | None,
     progress: Callable[[str], None],
+    params: ScoringParams | None,
 ) -> dict[str, Any]:
     """The live system's alerts against the offline replay's, at the live default threshold."""
     from aurora_ray.evaluation.pipeline import through_pipeline
@@ -223,7 +310,8 @@ def _through_pipeline(
     offline = {
         (str(s), round(t * 1000)) for s, t in zip(alerts.sku, alerts.time_s.tolist(), strict=True)
     }
-    return through_pipeline(settings, events, offline, progress=progress)
+    calendar = params.week_profile if params else None
+    return through_pipeline(settings, events, offline, progress=progress, calendar=calendar)
 
 
 def _closed_loop_callback(
@@ -287,7 +375,12 @@ def evaluate(
         path, tenant_id=tenant_id, test_from=config.test_from, end=config.end, seed=config.seed
     )
     truth = _truth(bench)
+    truth.inbound = _inbound(bench)
     events = bench.result.events
+    if config.calendar and (config.params is None or config.params.week_profile is None):
+        profile = training_calendar(events, truth.test_from_s)
+        base = config.params or ScoringParams(horizon_s=config.horizon_s)
+        config = dataclasses.replace(config, params=dataclasses.replace(base, week_profile=profile))
     results: dict[str, Any] = {
         "data": str(path),
         "test_from": config.test_from.isoformat(),
@@ -297,7 +390,7 @@ def evaluate(
         "test_episodes": len(truth.test_episodes),
         "cleaning": bench.report.as_dict(),
         "simulation": bench.test_stats.as_dict(),
-        "ceiling": _single_order_share(bench, config.horizon_s),
+        "ceiling": _single_order_share(bench, config.horizon_s, truth),
         "methods": {},
     }
     model = None
@@ -306,7 +399,11 @@ def evaluate(
 
         progress("training xgboost on a simulation of the training period")
         data = training_set(
-            path, tenant_id=tenant_id, test_from=config.test_from, horizon_s=config.horizon_s
+            path,
+            tenant_id=tenant_id,
+            test_from=config.test_from,
+            horizon_s=config.horizon_s,
+            params=config.params,
         )
         model = train_xgboost(data)
         results["xgboost_training_rows"] = len(data)
@@ -316,7 +413,9 @@ def evaluate(
         _run(predictor, events)
         results["methods"][name] = _method_metrics(predictor, truth, config)
         if name == "aurora-analytic" and config.through_pipeline:
-            results["through_pipeline"] = _through_pipeline(predictor, events, settings, progress)
+            results["through_pipeline"] = _through_pipeline(
+                predictor, events, settings, progress, config.params
+            )
     if config.closed_loop:
         loop: dict[str, Any] = {"none": _loop_outcome(bench)}
         for name in config.methods:

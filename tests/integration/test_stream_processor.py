@@ -779,3 +779,24 @@ def test_records_encoded_directly_are_processed(services: Services) -> None:
     assert alert["sku"] == "E-1" and alert["warehouse"] == "PL-WAW"
     assert alert["as_of"] == iso_utc((t0_ms + 1000) / 1000)
     proc.close()
+
+
+def test_a_demand_calendar_is_reloaded_with_the_settings(services: Services) -> None:
+    settings = settings_for(services)
+    tenant_id = services.new_tenant_topic(settings)
+    store = RedisStore(services.redis_url)
+    assert store.demand_calendar(tenant_id) is None
+    proc = processor(services, settings, tenant_id)
+    proc.restore()
+    assert proc.params.week_profile is None
+    profile = tuple([1.0 / 168] * 168)
+    version = store.settings_version(tenant_id)
+    store.put_demand_calendar(tenant_id, profile)
+    assert store.settings_version(tenant_id) == version + 1
+    assert store.demand_calendar(tenant_id) == profile
+    proc._refresh_thresholds()
+    assert proc.params.week_profile == profile
+    store.put_demand_calendar(tenant_id, None)
+    proc._refresh_thresholds()
+    assert proc.params.week_profile is None
+    proc.close()
