@@ -111,6 +111,51 @@ def status(url: Annotated[str | None, typer.Option(help="API base URL")] = None)
     raise typer.Exit(0 if response.status_code == 200 else 1)
 
 
+@tenants_app.command("calendar")
+def tenants_calendar(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant id")],
+    fit: Annotated[bool, typer.Option("--fit", help="fit on the warehouse's orders")] = False,
+    flat: Annotated[bool, typer.Option("--flat", help="remove it: a flat week")] = False,
+    days: Annotated[int, typer.Option(help="days of orders to fit on", min=7)] = 91,
+    as_json: Annotated[bool, typer.Option("--json", help="print the 168 shares as JSON")] = False,
+) -> None:
+    """Show, fit (--fit) or remove (--flat) the tenant's demand calendar: the share of its
+    demand in each hour of the week (UTC), which scales every horizon's expected demand."""
+    from aurora_ray.adapters.redis_store import RedisStore
+    from aurora_ray.tenants import fit_demand_calendar
+
+    if fit and flat:
+        err.print("[red]--fit and --flat exclude each other[/]")
+        raise typer.Exit(2)
+    settings = _settings()
+    if not settings.redis_url:
+        err.print("[red]no Redis configured and no embedded stack running: run `aurora up`[/]")
+        raise typer.Exit(1)
+    store = RedisStore(settings.redis_url)
+    if fit:
+        try:
+            profile, rows = fit_demand_calendar(settings, store, tenant, days=days)
+        except (LookupError, FileNotFoundError) as exc:
+            err.print(f"[red]could not fit the calendar:[/] {exc}")
+            raise typer.Exit(1) from exc
+        err.print(f"fitted on {rows} order lines of the last {days} days")
+    elif flat:
+        store.put_demand_calendar(tenant, None)
+        profile = None
+    else:
+        profile = store.demand_calendar(tenant)
+    if as_json:
+        print(json.dumps(list(profile) if profile else None))
+        return
+    if profile is None:
+        print("flat week (no calendar)")
+        return
+    days_of_week = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    for d, name in enumerate(days_of_week):
+        share = sum(profile[d * 24 : (d + 1) * 24])
+        print(f"{name} {100 * share:5.1f} %  " + "#" * round(50 * share))
+
+
 @tenants_app.command("create")
 def tenants_create(
     name: Annotated[str, typer.Option(help="display name")],
@@ -282,7 +327,7 @@ def bench(
         out_dir=out,
         haproxy=haproxy,
         port=port,
-        progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+        progress=lambda msg: console.print(msg, style="dim", markup=False, highlight=False),
     )
     console.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"written: {json_path} and {md_path}")

@@ -82,3 +82,29 @@ def grant_token(
         )
     token = issuer.issue(tenant_id=client["tenant_id"], client_id=client_id, scopes=requested)
     return token, requested
+
+
+def fit_demand_calendar(
+    settings: Settings, store: RedisStore, tenant_id: str, *, days: int = 91
+) -> tuple[tuple[float, ...], int]:
+    """Fit the tenant's demand calendar on its last ``days`` of orders in the warehouse
+    (``fact_order``), store it with its settings (the shards reload it), and return it with
+    the number of order lines it was fitted on."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from aurora_ray.domain.calendar import fit_week_profile
+    from aurora_ray.warehouse import Warehouse
+
+    start = (datetime.now(UTC) - timedelta(days=days)).date()
+    table = Warehouse.from_settings(settings).read(
+        "fact_order", tenant_id, start=start, columns=["order_ts", "qty"]
+    )
+    if table.num_rows == 0:
+        raise LookupError(f"no orders of tenant {tenant_id} in the warehouse since {start}")
+    ts = table.column("order_ts").cast("int64").to_numpy() / 1e6  # timestamp[us] -> s
+    qty = table.column("qty").to_numpy().astype(np.float64)
+    profile = fit_week_profile(ts, qty)
+    store.put_demand_calendar(tenant_id, profile)
+    return profile, table.num_rows

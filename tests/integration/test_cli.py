@@ -224,3 +224,62 @@ def test_ingest_to_an_unreachable_api_reports_it(stack, cli_tenant, tmp_path: Pa
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert url in result.stderr
+
+
+def test_tenants_calendar_fits_on_the_warehouse_orders_and_can_be_removed(
+    stack, cli_tenant
+) -> None:
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    from aurora_ray.warehouse import Warehouse
+    from aurora_ray.warehouse.schema import SCHEMAS
+
+    tenant_id = cli_tenant["record"]["tenant_id"]
+    env = {"AURORA_WAREHOUSE_URI": stack.settings.warehouse_uri}
+    # Orders only on Mondays 09:xx UTC over the last weeks.
+    today = datetime.now(UTC).replace(hour=9, minute=30, second=0, microsecond=0)
+    mondays = [today - timedelta(days=today.weekday() + 7 * k) for k in range(1, 6)]
+    rows = [
+        {
+            "event_id": f"cal-{i}",
+            "order_id": f"o-{i}",
+            "tenant_id": tenant_id,
+            "sku_id": "CAL-1",
+            "warehouse_id": "W",
+            "qty": 2,
+            "price": Decimal("1.00"),
+            "currency": "EUR",
+            "order_ts": at,
+            "order_date": at.date(),
+            "ingested_at": at,
+        }
+        for i, at in enumerate(mondays)
+    ]
+    table = pa.Table.from_pylist(rows, schema=SCHEMAS["fact_order"])
+    Warehouse(stack.settings.warehouse_uri).write_fact_order(tenant_id, table, batch_id="cal")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*_aurora_command(), "tenants", "calendar", "--tenant", tenant_id, *args],
+            env={**_env(stack), **env},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    fitted = run("--fit", "--json")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "fitted on 5 order lines" in fitted.stderr
+    profile = json.loads(fitted.stdout)
+    assert len(profile) == 168 and profile[9] == pytest.approx(0.98 + 0.02 / 168)
+    shown = run()
+    assert shown.returncode == 0 and shown.stdout.startswith("Mon  98.3 %")
+    assert run("--flat").stdout.strip() == "flat week (no calendar)"
+    assert run("--json").stdout.strip() == "null"
+    both = run("--fit", "--flat")
+    assert both.returncode == 2 and "exclude each other" in both.stderr
