@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DURATION ?= 60
 RATE ?= 2000
 
-.PHONY: install demo test lint typecheck unit integration up down clean
+.PHONY: install demo test lint typecheck unit integration up down bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ up: $(STAMP)
 
 down: $(STAMP)
 	$(BIN)/aurora down
+
+# The full benchmark (~10 min; bench/results/<date>.json and .md). BENCH_ARGS="--quick", "--no-haproxy".
+bench: $(STAMP)
+	$(BIN)/aurora bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage
