@@ -12,6 +12,7 @@ from typing import Any
 from aurora_ray import __version__
 from aurora_ray.adapters.kafka import TopicAdmin
 from aurora_ray.adapters.redis_store import RedisStore
+from aurora_ray.models.registry import model_status
 from aurora_ray.settings import Settings
 from aurora_ray.warehouse.sink import delayed_tenants
 
@@ -75,6 +76,7 @@ def collect_status(
     if components["redis"]["status"] == "ok":  # operator alert: warehouse ingestion too late
         delayed = delayed_tenants(store, now=time.time(), max_age_s=_DELAY_SHOWN_S)
         body["warehouse"] = {"delayed_ingestion": delayed}
+        body["models"] = model_status(store, settings)  # active version and drift; never down
     if down:
         body["down"] = down
     return (503 if down else 200), body

@@ -26,7 +26,7 @@ import redis
 
 from aurora_ray.adapters.redis_store import RedisStore
 
-__all__ = ["ModelRegistry", "ModelVersion", "RegistryError"]
+__all__ = ["ModelRegistry", "ModelVersion", "RegistryError", "model_status"]
 
 _STATUSES = ("candidate", "active", "retired", "rejected")
 
@@ -209,3 +209,19 @@ class ModelRegistry:
             }
         )
         return rows
+
+
+def model_status(store: RedisStore, settings: Any) -> dict[str, dict[str, Any]]:
+    """Per tenant: the active version and its latest drift report (for ``/status``)."""
+    registry = ModelRegistry(store, baseline_version=settings.model_version)
+    out: dict[str, dict[str, Any]] = {}
+    for tenant_id in store.tenants():
+        meta = registry.active(tenant_id)
+        drift = meta.drift if meta else {}
+        out[tenant_id] = {
+            "active": meta.version if meta else registry.baseline_version,
+            "drift": {k: drift.get(k) for k in ("status", "max_psi", "ece", "as_of")}
+            if drift
+            else None,
+        }
+    return out

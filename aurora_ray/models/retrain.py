@@ -59,12 +59,13 @@ def _iso(epoch_s: float) -> str:
 def prepare_batch(batch: pd.DataFrame) -> pd.DataFrame:
     """A ``fact_prediction`` batch -> time in seconds and one column per feature."""
     features = tr.decode_feature_vectors(list(batch["feature_vector"]), len(FEATURE_NAMES))
-    at = pd.to_datetime(batch["predicted_at"], utc=True)
+    at = pd.to_datetime(batch["predicted_at"], utc=True).dt.tz_localize(None)
+    epoch_us = at.to_numpy(dtype="datetime64[us]").astype(np.int64)
     out = pd.DataFrame(
         {
             "sku_id": batch["sku_id"].astype(str),
             "warehouse_id": batch["warehouse_id"].fillna("").astype(str),
-            "t_s": at.astype("int64").to_numpy() / 1e9 if len(at) else np.empty(0),
+            "t_s": epoch_us / 1e6,
             "on_hand": batch["on_hand"].astype(np.float64),
             "probability": batch["probability"].astype(np.float64),
         }
@@ -75,7 +76,7 @@ def prepare_batch(batch: pd.DataFrame) -> pd.DataFrame:
 
 
 def labelled_rows(
-    settings: Settings, tenant_id: str, *, progress: Progress = log.info
+    settings: Settings, tenant_id: str, *, progress: Progress = log.info, partitions: int = 8
 ) -> pd.DataFrame:
     """Labelled in-stock rows of the tenant's fact_prediction, built on Ray Data."""
     import ray.data
@@ -87,7 +88,7 @@ def labelled_rows(
     if filesystem.get_file_info(path).type != pafs.FileType.Directory:
         raise ValueError(f"tenant {tenant_id} has no fact_prediction rows under {path}")
     began = time.perf_counter()
-    ds = ray.data.read_parquet(path, filesystem=filesystem, columns=_COLUMNS)
+    ds = ray.data.read_parquet(path, filesystem=filesystem).select_columns(_COLUMNS)
     prepared = ds.map_batches(prepare_batch, batch_format="pandas")
     end_s: Any = prepared.max("t_s")
     if end_s is None:
@@ -97,7 +98,11 @@ def labelled_rows(
         tr.label_frame, horizon_s=settings.horizon_s, end_s=float(end_s), key=_KEY
     )
     began = time.perf_counter()
-    labelled = prepared.groupby(list(_KEY)).map_groups(labeller, batch_format="pandas")
+    # A hash shuffle by SKU; few partitions: each group is small, and a task per partition
+    # costs more than the labelling on a small cluster.
+    labelled = prepared.groupby(list(_KEY), num_partitions=partitions).map_groups(
+        labeller, batch_format="pandas"
+    )
     frame = labelled.to_pandas()
     progress(f"labelled {len(frame)} in-stock rows per SKU in {time.perf_counter() - began:.1f} s")
     return frame
