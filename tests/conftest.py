@@ -4,6 +4,8 @@ collide."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +56,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
     )
     dashboard_port = free_port()
+    # Its own session directory: Ray's job drivers find "their" cluster through
+    # <temp_dir>/ray_current_cluster, which another Ray on this machine (`aurora up`) may own.
+    # Short, because Ray's Unix socket paths live under it.
+    temp_dir = tempfile.mkdtemp(prefix="aurora-ray-", dir="/tmp")
     ray.init(
+        _temp_dir=temp_dir,
         address="local",  # always a fresh local instance, never someone's running cluster
         num_cpus=4,
         include_dashboard=True,  # the job submission API lives in the dashboard
@@ -81,6 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             pass
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
         tansu.stop()
         valkey.stop()
 

@@ -461,6 +461,7 @@ def raise_alerts(
         while i < len(times):
             chosen.append(int(candidates[lo + i]))
             last = float(times[i])
-            i = int(np.searchsorted(times, last + window, "left"))
+            # max(): with a zero window every candidate alerts, and the search must still move on.
+            i = max(i + 1, int(np.searchsorted(times, last + window, "left")))
         last_alert[row] = last
     return np.array(chosen, dtype=np.int64)

@@ -12,7 +12,6 @@ import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,17 +26,6 @@ __all__ = ["TrainingSet", "training_set", "train_xgboost"]
 
 F64 = NDArray[np.float64]
 _CHUNK = 20_000
-XGB_PARAMS: dict[str, Any] = {
-    "objective": "binary:logistic",
-    "max_depth": 5,
-    "eta": 0.05,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "tree_method": "hist",
-    "nthread": 2,
-    "seed": 0,
-}
-XGB_ROUNDS = 300
 
 
 class _FeatureRecorder(AuroraAnalytic):
@@ -100,14 +88,8 @@ def training_set(
 
 
 def train_xgboost(data: TrainingSet) -> Callable[[F64], F64]:
-    """A booster over ``FEATURE_NAMES``, returned as features -> probability."""
-    import xgboost as xgb
+    """A booster over ``FEATURE_NAMES`` (the retrain job's own fit), as features -> probability."""
+    from aurora_ray.models.training import fit, predict
 
-    matrix = xgb.DMatrix(data.features, label=data.labels, feature_names=list(FEATURE_NAMES))
-    booster = xgb.train(XGB_PARAMS, matrix, num_boost_round=XGB_ROUNDS)
-
-    def predict(features: F64) -> F64:
-        scores = booster.predict(xgb.DMatrix(features, feature_names=list(FEATURE_NAMES)))
-        return np.asarray(scores, dtype=np.float64)
-
-    return predict
+    booster = fit(data.features, data.labels, FEATURE_NAMES)
+    return lambda features: predict(booster, features, FEATURE_NAMES)

@@ -302,6 +302,14 @@ def test_alert_dedup_window_in_event_time() -> None:
     assert value_of(state, "last_alert") == pytest.approx(T0 + 7200.0)
 
 
+def test_a_zero_dedup_window_alerts_every_qualifying_event() -> None:
+    params = ScoringParams(dedup_window_s=0.0)
+    state = SkuState()
+    events = [snapshot("A", t, on_hand=0) for t in (0.0, 0.0, 10.0)]
+    out = run(state, events, params)
+    assert len(out.alert_rows) == 3
+
+
 def test_dedup_is_per_sku() -> None:
     params = ScoringParams(dedup_window_s=HOUR)
     state = SkuState()
