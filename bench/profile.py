@@ -3,8 +3,8 @@
 ``python -m bench.profile stream``: a ``ShardProcessor`` (what a ``TenantShard`` runs) folds a
 pre-filled topic. ``python -m bench.profile ingest``: what ``POST /v1/ingest/events`` does per
 request (gunzip, parse and check, encode, produce and wait for every ack), without HTTP.
-Reports (text and HTML) go to ``--out`` (default ``bench/results/profiles``). For the processes
-of a running stack, use py-spy: ``py-spy record --pid <replica or shard pid> --duration 20``.
+Reports (text; HTML with ``--html``) go to ``--out`` (default ``bench/results/profiles``). For
+the processes of a running stack, use py-spy: ``py-spy record --pid <pid> --duration 20``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skus", type=int, default=20_000, help="stream: SKUs")
     parser.add_argument("--requests", type=int, default=300, help="ingest: 1 000-event requests")
     parser.add_argument("--out", type=Path, default=Path("bench/results/profiles"))
+    parser.add_argument("--html", action="store_true", help="also write an HTML report")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aurora-profile-") as tmp:
         data_dir = Path(tmp)
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     text = profiler.output_text(unicode=False, color=False, show_all=False)
     (args.out / f"{args.path}.txt").write_text(f"{rate:.0f} events/s under the profiler\n{text}")
-    (args.out / f"{args.path}.html").write_text(profiler.output_html())
+    if args.html:  # a few MB: not for the repository
+        (args.out / f"{args.path}.html").write_text(profiler.output_html())
     sys.stdout.write(f"{args.path}: {rate:.0f} events/s; {args.out}/{args.path}.txt\n")
 
 
