@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -37,7 +37,6 @@ from aurora_ray.backfill import (
     Chunk,
     Engine,
     deduplicate,
-    event_time_order,
     fact_order_rows,
     now_ms,
     validate_source,
@@ -59,10 +58,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TERMINAL_STATES: Final = frozenset({"succeeded", "failed"})
-PRODUCE_BATCH: Final = 50_000
+PRODUCE_BATCH: Final = 200_000
 ORDER_BATCH: Final = 250_000
 LEDGER: Final = "backfill_ledger"
 _PROGRESS_TTL_S: Final = 30 * 24 * 3600
+_SUBMIT_ATTEMPTS: Final = 15
 # Share of the progress fraction each phase ends at.
 _PHASE_END: Final = {"validating": 0.45, "deduplicating": 0.5, "writing": 0.6, "producing": 0.9}
 
@@ -158,13 +158,13 @@ def run_backfill(
     """Run one backfill (see the module docs); raises after recording ``failed``."""
     import redis
 
-    from aurora_ray.adapters.kafka import BatchProducer
+    from aurora_ray.adapters.kafka import BulkProducer
     from aurora_ray.warehouse import Warehouse
 
     client = redis_client or redis.Redis.from_url(settings.redis_url, socket_timeout=30)
     progress = BackfillProgress(client, tenant_id, backfill_id)
     wh = warehouse or Warehouse.from_settings(settings)
-    kafka = producer or BatchProducer(settings.kafka_bootstrap, linger_ms=20)
+    kafka = producer or BulkProducer(settings.kafka_bootstrap)
     previous = progress.get()
     rejects = settings.data_dir.resolve() / "backfill" / backfill_id / "rejects.ndjson"
     result = BackfillResult(backfill_id, BackfillCounts(), str(rejects))
@@ -251,10 +251,11 @@ def _run(
         plan.duplicates_applied = len(plan.events) - int(pc.sum(planned).as_py() or 0)
         plan.events = plan.events.filter(planned)
     else:
-        known = [pa.array(list(wh.event_ids(tenant_id)), pa.string()), *ledgers.values()]
+        orders = wh.read("fact_order", tenant_id, columns=["event_id"]).column("event_id")
+        known = [*orders.cast(pa.string()).chunks, *ledgers.values()]
         plan = deduplicate(table, pa.concat_arrays(known) if known else pa.array([], pa.string()))
     del table
-    events = event_time_order(plan.events)
+    events = plan.events  # in event-time order
     counts.duplicates_in_file, counts.duplicates_applied = (
         plan.duplicates_in_file,
         plan.duplicates_applied,
@@ -309,27 +310,22 @@ def _produce(
     progress: BackfillProgress,
 ) -> None:
     topic = settings.topic_for(tenant_id)
-    headers = [(SOURCE_HEADER, SOURCE_BACKFILL), (BACKFILL_ID_HEADER, backfill_id.encode())]
+    headers: list[tuple[str, str | bytes | None]] = [
+        (SOURCE_HEADER, SOURCE_BACKFILL),
+        (BACKFILL_ID_HEADER, backfill_id.encode()),
+    ]
     counts.produced = min(resume, len(events))
-    in_flight: list[tuple[int, Future[None]]] = []
     span = _PHASE_END["producing"] - _PHASE_END["writing"]
-
-    def settle() -> None:
-        end, future = in_flight.pop(0)
-        future.result(timeout=300)
-        counts.produced = end
-        share = counts.produced / max(1, len(events))
-        progress.counts(counts, progress=_PHASE_END["writing"] + span * share, produce_acked=end)
-
     for start in range(counts.produced, len(events), PRODUCE_BATCH):
         part = events.slice(start, PRODUCE_BATCH)
         keys = [k.encode() if k is not None else None for k in part.column("key").to_pylist()]
         records = list(zip(keys, part.column("record").to_pylist(), strict=True))
-        in_flight.append((start + len(part), kafka.produce_batch(topic, records, headers=headers)))
-        if len(in_flight) >= 2:  # keep one batch queued while the previous one is acknowledged
-            settle()
-    while in_flight:
-        settle()
+        kafka.produce_all(topic, records, headers=headers)
+        counts.produced = start + len(part)
+        share = counts.produced / max(1, len(events))
+        progress.counts(
+            counts, progress=_PHASE_END["writing"] + span * share, produce_acked=counts.produced
+        )
 
 
 def _wait_folded(
@@ -390,7 +386,25 @@ def _job_env(settings: Settings) -> dict[str, str]:
         "AURORA_PARTITIONS_PER_TOPIC": str(settings.partitions_per_topic),
         "AURORA_SHARDS_PER_TENANT": str(settings.shards_per_tenant),
         "RAY_USAGE_STATS_ENABLED": "0",
+        **({"AURORA_RAY_ADDRESS": address} if (address := _gcs_address(settings)) else {}),
     }
+
+
+def _gcs_address(settings: Settings) -> str | None:
+    """The cluster's GCS address, handed to the job: Ray gives a job driver ``RAY_ADDRESS=auto``
+    resolved through ``/tmp/ray/ray_current_cluster``, the cluster started *last* on the machine,
+    which is another one when several run side by side (tests, a developer's `aurora up`)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return str(ray.get_runtime_context().gcs_address)
+    except Exception:  # noqa: S110 - fall back to what `aurora up` recorded
+        pass
+    from aurora_ray.stack import read_stack
+
+    info = read_stack(settings)
+    return info.ray_address if info else None
 
 
 def job_client(settings: Settings, dashboard_url: str | None = None) -> Any:
@@ -433,12 +447,21 @@ def submit_backfill(
         state="submitted", tenant_id=tenant_id, source=source, job_id=job_id, progress=0.0,
         submitted_at=now_ms(), log_line=False,
     )  # fmt: skip
-    job_client(settings, dashboard_url).submit_job(
-        entrypoint=entrypoint,
-        submission_id=job_id,
-        runtime_env={"env_vars": _job_env(settings)},
-        metadata={"aurora": "backfill", "tenant_id": tenant_id, "backfill_id": backfill_id},
-    )
+    client = job_client(settings, dashboard_url)
+    for attempt in range(_SUBMIT_ATTEMPTS):
+        try:
+            client.submit_job(
+                entrypoint=entrypoint,
+                submission_id=job_id,
+                runtime_env={"env_vars": _job_env(settings)},
+                metadata={"aurora": "backfill", "tenant_id": tenant_id, "backfill_id": backfill_id},
+            )
+            break
+        except RuntimeError as exc:  # a fresh head's job agent is not up yet: bounded retry
+            if "No available agent" not in str(exc) or attempt == _SUBMIT_ATTEMPTS - 1:
+                progress.update(state="failed", error=f"submission failed: {exc}", log_line=False)
+                raise
+            time.sleep(2.0)
     return backfill_id, job_id
 
 

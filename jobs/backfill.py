@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from aurora_ray.backfill_job import run_backfill
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine == "ray-data":
         import ray
 
-        ray.init(log_to_driver=False)  # inside a Ray job: the job's cluster
+        # The submitter names its cluster (Ray's own RAY_ADDRESS=auto may pick another one).
+        ray.init(address=os.environ.get("AURORA_RAY_ADDRESS") or None, log_to_driver=False)
     try:
         result = run_backfill(
             settings,

@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 __all__ = [
     "BatchProducer",
+    "BulkProducer",
     "DeliveryError",
     "TopicAdmin",
     "consumer_config",
@@ -194,3 +195,65 @@ class BatchProducer:
     def close(self) -> None:
         self.flush()
         self._closed.set()
+
+
+class BulkProducer:
+    """An idempotent producer for bulk jobs (the backfill): librdkafka reports deliveries only
+    for failures, so no Python callback runs per record (the notes measured 520 K records/s
+    against 328 K with one); :meth:`produce_all` returns once every record is acknowledged."""
+
+    def __init__(self, bootstrap: str, *, linger_ms: int = 20) -> None:
+        self.bootstrap = bootstrap
+        self.linger_ms = linger_ms
+        self._producer: Producer | None = None
+        self._errors: list[str] = []
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(
+                {
+                    "bootstrap.servers": self.bootstrap,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "compression.type": "lz4",
+                    "linger.ms": self.linger_ms,
+                    "batch.num.messages": 10_000,
+                    "queue.buffering.max.messages": 2_000_000,
+                    "message.timeout.ms": 120_000,
+                    "delivery.report.only.error": True,
+                    "on_delivery": self._failed,
+                }
+            )
+        return self._producer
+
+    def _failed(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def produce_all(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes]],
+        *,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+        timeout: float = 300.0,
+    ) -> None:
+        """Produce and wait for every acknowledgement; raises :class:`DeliveryError` otherwise."""
+        producer = self.producer
+        for key, value in records:
+            while True:
+                try:
+                    producer.produce(topic, value=value, key=key, headers=headers)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        remaining = producer.flush(timeout)
+        if self._errors:
+            raise DeliveryError(f"{len(self._errors)} record(s) failed, first: {self._errors[0]}")
+        if remaining:
+            raise DeliveryError(f"{remaining} record(s) not acknowledged within {timeout:.0f} s")
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10.0)

@@ -72,7 +72,8 @@ def _run(stack: Any, client: redis.Redis, tenant_id: str, source: Path) -> dict[
         timeout_s=300,
         interval_s=0.5,
     )
-    assert record is not None and record["state"] == "succeeded", record
+    assert record is not None, "no record"
+    assert record["state"] == "succeeded", record.get("error")
     return record
 
 
