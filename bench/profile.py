@@ -21,7 +21,7 @@ from aurora_ray.adapters.kafka import BatchProducer, TopicAdmin
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.embedded import start_tansu, start_valkey
 from aurora_ray.ingest import decode_body, prepare_ingest
-from aurora_ray.settings import Settings
+from aurora_ray.settings import Settings, load_settings
 from aurora_ray.stream import ShardProcessor
 from bench.common import gzip_body, order_lines, produce_raw, snapshot_lines, topic_records
 
@@ -29,7 +29,7 @@ _PARTITIONS = 4
 
 
 def _settings(data_dir: Path, redis_url: str, bootstrap: str) -> Settings:
-    return Settings(
+    return load_settings(
         data_dir=data_dir,
         redis_url=redis_url,
         kafka_bootstrap=bootstrap,

@@ -43,9 +43,14 @@ DEFAULT_OUT = Path("bench/results")
 
 
 def run_bench(
-    target: Target, *, quick: bool, scenarios: Sequence[str] | None = None
+    target: Target,
+    *,
+    quick: bool,
+    scenarios: Sequence[str] | None = None,
+    after_each: Callable[[dict[str, Any]], object] = lambda _results: None,
 ) -> dict[str, Any]:
-    """Run the chosen scenarios (all by default) in order; one failing does not stop the rest."""
+    """Run the chosen scenarios (all by default) in order; one failing does not stop the rest.
+    ``after_each`` gets the results so far after every scenario (to save them as they come)."""
     names = list(scenarios or SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
@@ -68,6 +73,13 @@ def run_bench(
         result.seconds = time.perf_counter() - began
         target.progress(f"[{name}] {result.status} in {result.seconds:.1f} s {result.reason}")
         results[name] = result.as_dict()
+        after_each(_document(target, quick, started, results))
+    return _document(target, quick, started, results)
+
+
+def _document(
+    target: Target, quick: bool, started: datetime, results: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "date": started.date().isoformat(),
         "started_at": started.isoformat(),
@@ -80,7 +92,7 @@ def run_bench(
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "scenarios": results,
+        "scenarios": dict(results),
     }
 
 
@@ -177,7 +189,12 @@ def bench_cli(
             progress=progress,
         )
         try:
-            results = run_bench(target, quick=quick, scenarios=scenarios)
+            results = run_bench(
+                target,
+                quick=quick,
+                scenarios=scenarios,
+                after_each=lambda partial: write_results(partial, out_dir),
+            )
         finally:
             import ray
 
