@@ -42,7 +42,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import IO, Any, Final, Literal
 
 import numpy as np
@@ -145,6 +145,8 @@ class Chunk:
     data: bytes
     done: int = 0
     total: int = 0
+    offset: int = 0  # of ``data`` in the (decompressed) source
+    gzip: bool = False
 
 
 def open_filesystem(source: str) -> tuple[pafs.FileSystem, str]:
@@ -178,7 +180,8 @@ def iter_chunks(source: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chun
         stream: Any = counted
         if head == b"\x1f\x8b":
             stream = gzip.GzipFile(fileobj=counted)  # type: ignore[call-overload]
-        line, index, rest = 1, 0, b""
+        zipped = head == b"\x1f\x8b"
+        line, index, rest, offset = 1, 0, b"", 0
         while True:
             block = stream.read(chunk_bytes)
             if not block:
@@ -189,11 +192,12 @@ def iter_chunks(source: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chun
                 rest = data
                 continue
             body, rest = data[:cut], data[cut + 1 :]
-            yield Chunk(index, line, body, done=counted.tell(), total=total)
+            yield Chunk(index, line, body, counted.tell(), total, offset, zipped)
             line += body.count(b"\n") + 1
             index += 1
+            offset += cut + 1
         if rest:
-            yield Chunk(index, line, rest, done=total, total=total)
+            yield Chunk(index, line, rest, total, total, offset, zipped)
 
 
 class _Rejoined:
@@ -351,13 +355,28 @@ def validate_chunk(
     return pa.concat_tables([accepted, bad]).sort_by("line")
 
 
-def _validate_batch(batch: pa.Table, *, tenant_id: str, received_ms: int) -> pa.Table:
-    """Ray Data ``map_batches`` function: rows of (first_line, data) to validated rows."""
+def _validate_batch(
+    batch: pa.Table, *, tenant_id: str, received_ms: int, source: str | None = None
+) -> pa.Table:
+    """Ray Data ``map_batches`` function: rows of (first_line, data), or of (first_line, offset,
+    length) of a plain file that the task reads itself, to validated rows."""
+    firsts = batch.column("first_line").to_pylist()
+    if "data" in batch.column_names:
+        datas = batch.column("data").to_pylist()
+    else:
+        assert source is not None  # noqa: S101 - ranges come with their source
+        fs, path = open_filesystem(source)
+        with fs.open_input_file(path) as f:
+            datas = [
+                f.read_at(length, offset)
+                for offset, length in zip(
+                    batch.column("offset").to_pylist(), batch.column("length").to_pylist(),
+                    strict=True,
+                )
+            ]  # fmt: skip
     out = [
         validate_chunk(data, first_line=first, tenant_id=tenant_id, received_ms=received_ms)
-        for first, data in zip(
-            batch.column("first_line").to_pylist(), batch.column("data").to_pylist(), strict=True
-        )
+        for first, data in zip(firsts, datas, strict=True)
     ]
     return pa.concat_tables(out) if out else CHUNK_SCHEMA.empty_table()
 
@@ -389,19 +408,36 @@ def write_rejects(rejected: pa.Table, out: IO[bytes]) -> int:
 
 @dataclass
 class Plan:
-    """Accepted events to apply, in event-time order, and what deduplication removed."""
+    """What to apply: ``rows`` of ``source`` (the accepted events, as validated) in event-time
+    order, and what deduplication removed. Rows are gathered slice by slice (:meth:`take`), so
+    the big columns of millions of events are never copied whole."""
 
-    events: pa.Table
+    source: pa.Table
+    rows: np.ndarray[Any, np.dtype[np.int64]]
     duplicates_in_file: int = 0
     duplicates_applied: int = 0
-    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, columns: list[str], start: int = 0, length: int | None = None) -> pa.Table:
+        rows = self.rows[start : None if length is None else start + length]
+        return self.source.select(columns).take(pa.array(rows))
+
+    @property
+    def events(self) -> pa.Table:
+        return self.take(self.source.column_names)
+
+    def keep(self, mask: np.ndarray[Any, np.dtype[np.bool_]]) -> None:
+        self.rows = self.rows[mask]
 
 
 def deduplicate(accepted: pa.Table, known: Collection[str] | pa.Array) -> Plan:
     """Keep the first line of every ``event_id``, drop ids in ``known`` (already applied), and
-    sort by event time; the big columns are moved once (one ``take``)."""
+    order by event time (ties in file order)."""
+    empty = np.empty(0, dtype=np.int64)
     if len(accepted) == 0:
-        return Plan(accepted)
+        return Plan(accepted, empty)
     by_line = pc.sort_indices(accepted.column("line")).to_numpy()
     ids = accepted.column("event_id").combine_chunks().take(pa.array(by_line))
     codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
@@ -413,11 +449,11 @@ def deduplicate(accepted: pa.Table, known: Collection[str] | pa.Array) -> Plan:
     seen = pc.is_in(ids, value_set=value_set).to_numpy(zero_copy_only=False)
     applied = int(np.count_nonzero(keep & seen))
     keep &= ~seen
-    rows = by_line[keep]
+    rows = by_line[keep].astype(np.int64)
     ts = accepted.column("ts_ms").to_numpy()[rows]
     lines = accepted.column("line").to_numpy()[rows]
-    rows = rows[np.lexsort((lines, ts))]  # event time, ties in file order
-    return Plan(accepted.take(pa.array(rows)), in_file, applied)
+    rows = rows[np.lexsort((lines, ts))]
+    return Plan(accepted, rows, in_file, applied)
 
 
 def event_time_order(table: pa.Table) -> pa.Table:
@@ -468,10 +504,14 @@ def validate_source(
         return out
     import ray.data
 
-    items = [
-        {"first_line": c.first_line, "data": c.data}
-        for c in iter_chunks(source, chunk_bytes=chunk_bytes)
-    ]
+    # A plain file is handed over as byte ranges that each task reads (the driver only finds
+    # the line boundaries); gzip and Parquet need one sequential reader, so their chunks travel.
+    items: list[dict[str, Any]] = []
+    for c in iter_chunks(source, chunk_bytes=chunk_bytes):
+        if c.gzip or is_parquet(source):
+            items.append({"first_line": c.first_line, "data": c.data})
+        else:
+            items.append({"first_line": c.first_line, "offset": c.offset, "length": len(c.data)})
     if not items:
         return []
     ctx = ray.data.DataContext.get_current()
@@ -480,7 +520,7 @@ def validate_source(
         _validate_batch,  # type: ignore[arg-type]
         batch_size=None,
         batch_format="pyarrow",
-        fn_kwargs={"tenant_id": tenant_id, "received_ms": received_ms},
+        fn_kwargs={"tenant_id": tenant_id, "received_ms": received_ms, "source": source},
     )
     total = len(items)
     del items

@@ -36,12 +36,14 @@ from aurora_ray.backfill import (
     BackfillCounts,
     Chunk,
     Engine,
+    Plan,
     deduplicate,
     fact_order_rows,
     now_ms,
     validate_source,
     write_rejects,
 )
+from aurora_ray.domain.events import EventType
 from aurora_ray.settings import Settings
 
 __all__ = [
@@ -247,49 +249,49 @@ def _run(
     own = ledgers.pop(backfill_id, None)
     if own is not None:  # a retry: the first attempt's plan, its own rows are no duplicates
         plan = deduplicate(table, ())
-        planned = pc.is_in(plan.events.column("event_id"), value_set=own)
-        plan.duplicates_applied = len(plan.events) - int(pc.sum(planned).as_py() or 0)
-        plan.events = plan.events.filter(planned)
+        planned = pc.is_in(plan.take(["event_id"]).column("event_id"), value_set=own)
+        mask = planned.to_numpy(zero_copy_only=False)
+        plan.duplicates_applied = len(plan) - int(mask.sum())
+        plan.keep(mask)
     else:
         orders = wh.read("fact_order", tenant_id, columns=["event_id"]).column("event_id")
         known = [*orders.cast(pa.string()).chunks, *ledgers.values()]
         plan = deduplicate(table, pa.concat_arrays(known) if known else pa.array([], pa.string()))
     del table
-    events = plan.events  # in event-time order
     counts.duplicates_in_file, counts.duplicates_applied = (
         plan.duplicates_in_file,
         plan.duplicates_applied,
     )
     if own is None:
-        write_ledger(wh, tenant_id, backfill_id, events)
+        write_ledger(wh, tenant_id, backfill_id, plan.take(["event_id", "ts_ms"]))
     phase("deduplicating")
     progress.counts(counts, progress=_PHASE_END["deduplicating"], state="writing")
 
     # 3. fact_order, in batches named after the backfill (a retry replaces the same files).
-    orders = fact_order_rows(events, ingested_at_ms=received_ms)
-    starts = range(0, len(orders), ORDER_BATCH)
+    is_order = pc.equal(plan.source.column("event_type"), EventType.ORDER_CREATED)
+    order_plan = Plan(plan.source, plan.rows[is_order.to_numpy(zero_copy_only=False)[plan.rows]])
+    columns = ["event_id", "ts_ms", "event_type", "sku", "warehouse", "order_id", "qty", "price",
+               "currency"]  # fmt: skip
+
+    def write(n: int) -> int:
+        part = order_plan.take(columns, n * ORDER_BATCH, ORDER_BATCH)
+        rows = fact_order_rows(part, ingested_at_ms=received_ms)
+        result = wh.write_fact_order(tenant_id, rows, batch_id=f"{backfill_id}-{n:05d}")
+        return int(result.rows)
+
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fact-order") as pool:
-        futures = [
-            pool.submit(
-                wh.write_fact_order,
-                tenant_id,
-                orders.slice(start, ORDER_BATCH),
-                batch_id=f"{backfill_id}-{n:05d}",
-            )
-            for n, start in enumerate(starts)
-        ]
-        for future in futures:
-            counts.written += future.result().rows
-            share = counts.written / max(1, len(orders))
+        batches = range((len(order_plan) + ORDER_BATCH - 1) // ORDER_BATCH)
+        for written in pool.map(write, batches):
+            counts.written += written
+            share = counts.written / max(1, len(order_plan))
             span = _PHASE_END["writing"] - _PHASE_END["deduplicating"]
             progress.counts(counts, progress=_PHASE_END["deduplicating"] + span * share)
-    del orders
     phase("writing")
     progress.counts(counts, progress=_PHASE_END["writing"], state="producing")
 
     # 4. The topic, in event-time order; a retry resumes after what was acknowledged.
     resume = int(previous.get("produce_acked", "0")) if own is not None else 0
-    _produce(settings, kafka, tenant_id, backfill_id, events, resume, counts, progress)
+    _produce(settings, kafka, tenant_id, backfill_id, plan, resume, counts, progress)
     phase("producing")
 
 
@@ -304,7 +306,7 @@ def _produce(
     kafka: Any,
     tenant_id: str,
     backfill_id: str,
-    events: pa.Table,
+    plan: Plan,
     resume: int,
     counts: BackfillCounts,
     progress: BackfillProgress,
@@ -314,15 +316,15 @@ def _produce(
         (SOURCE_HEADER, SOURCE_BACKFILL),
         (BACKFILL_ID_HEADER, backfill_id.encode()),
     ]
-    counts.produced = min(resume, len(events))
+    counts.produced = min(resume, len(plan))
     span = _PHASE_END["producing"] - _PHASE_END["writing"]
-    for start in range(counts.produced, len(events), PRODUCE_BATCH):
-        part = events.slice(start, PRODUCE_BATCH)
+    for start in range(counts.produced, len(plan), PRODUCE_BATCH):
+        part = plan.take(["key", "record"], start, PRODUCE_BATCH)
         keys = [k.encode() if k is not None else None for k in part.column("key").to_pylist()]
         records = list(zip(keys, part.column("record").to_pylist(), strict=True))
         kafka.produce_all(topic, records, headers=headers)
         counts.produced = start + len(part)
-        share = counts.produced / max(1, len(events))
+        share = counts.produced / max(1, len(plan))
         progress.counts(
             counts, progress=_PHASE_END["writing"] + span * share, produce_acked=counts.produced
         )

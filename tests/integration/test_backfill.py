@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from aurora_ray.backfill_job import backfill_status, submit_backfill, wait_backfill
+from aurora_ray.backfill_job import backfill_status, run_backfill, submit_backfill, wait_backfill
 from aurora_ray.demo_stream import DemoStream, demo_catalogue, to_ndjson
 from aurora_ray.testing import wait_for
 from aurora_ray.warehouse import Warehouse
@@ -115,6 +115,16 @@ def test_backfill_job_applies_history_once(stack, make_tenant, tmp_path: Path) -
     ]
     assert sorted(own_ids) == sorted(orders)
     assert warehouse.event_ids(tid) == orders
+
+    # A retry under the same id (in-process here) keeps the first attempt's plan: it replaces
+    # its own fact_order files and produces nothing the first attempt had acknowledged.
+    retry = run_backfill(
+        stack.settings, tenant_id=tid, source=str(source), backfill_id=first["id"],
+        engine="local", redis_client=client,
+    )  # fmt: skip
+    assert retry.counts.duplicates_applied == 0
+    assert retry.counts.written == first["written"] and retry.counts.produced == first["produced"]
+    assert client.hget(f"aurora:t:{tid}:backfill:{first['id']}", "attempt") == b"2"
 
     # The shards folded the history: every SKU's stock equals the truth.
     wait_for(lambda: _on_hand(tenant) == truth, timeout=180, interval=1.0, what="on hand = truth")
