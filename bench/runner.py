@@ -170,9 +170,16 @@ def bench_cli(
     A stack already running is used as it is (its ingress is whatever it was started with), so
     that HAProxy on or off is only guaranteed when the bench starts the stack itself."""
     from aurora_ray.settings import load_settings
-    from aurora_ray.stack import api_running, read_stack, resolve_settings, running_stack
+    from aurora_ray.stack import (
+        _use_ray_env,
+        api_running,
+        read_stack,
+        resolve_settings,
+        running_stack,
+    )
 
     settings = load_settings(serve_haproxy=haproxy)
+    _use_ray_env(settings)  # the stack's Ray token, also when the stack was already running
     if api_running(read_stack(settings)):
         progress("a stack is already running: benchmarking it as it is")
     with running_stack(settings, http_port=port, progress=progress) as info:
