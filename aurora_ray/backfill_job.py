@@ -64,7 +64,7 @@ PRODUCE_BATCH: Final = 200_000
 ORDER_BATCH: Final = 250_000
 LEDGER: Final = "backfill_ledger"
 _PROGRESS_TTL_S: Final = 30 * 24 * 3600
-_SUBMIT_ATTEMPTS: Final = 15
+_SUBMIT_ATTEMPTS: Final = 10  # ~20 s: a fresh head's job agent; under HTTP clients' timeouts
 # Share of the progress fraction each phase ends at.
 _PHASE_END: Final = {"validating": 0.45, "deduplicating": 0.5, "writing": 0.6, "producing": 0.9}
 
@@ -288,6 +288,8 @@ def _run(
             progress.counts(counts, progress=_PHASE_END["deduplicating"] + span * share)
     phase("writing")
     progress.counts(counts, progress=_PHASE_END["writing"], state="producing")
+    plan.source = plan.source.select(["key", "record"])  # frees the other columns' buffers
+    order_plan.source, is_order = plan.source, None
 
     # 4. The topic, in event-time order; a retry resumes after what was acknowledged.
     resume = int(previous.get("produce_acked", "0")) if own is not None else 0

@@ -220,6 +220,7 @@ class BulkProducer:
                     "linger.ms": self.linger_ms,
                     "batch.num.messages": 10_000,
                     "queue.buffering.max.messages": 2_000_000,
+                    "queue.buffering.max.kbytes": 262_144,  # 256 MB in flight, not 1 GB
                     "message.timeout.ms": 120_000,
                     "delivery.report.only.error": True,
                     "on_delivery": self._failed,
