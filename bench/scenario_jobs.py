@@ -31,6 +31,7 @@ from bench.common import (
 __all__ = ["available", "run_backfill", "run_export", "run_retrain"]
 
 _TIMEOUT_S = 900.0  # a 5 M-event backfill took 13 min on a loaded 2-core machine
+_QUICK_TIMEOUT_S = 90.0  # --quick: small inputs; a job that needs longer is reported as failed
 
 
 def available(*modules: str) -> str | None:
@@ -65,7 +66,7 @@ def _job_env(target: Target) -> dict[str, str]:
     }
 
 
-def _run_job(target: Target, argv: list[str]) -> tuple[int, float, str]:
+def _run_job(target: Target, argv: list[str], *, timeout_s: float) -> tuple[int, float, str]:
     began = time.perf_counter()
     try:
         done = subprocess.run(  # noqa: S603 - our own job modules, fixed arguments
@@ -73,12 +74,12 @@ def _run_job(target: Target, argv: list[str]) -> tuple[int, float, str]:
             env=_job_env(target),
             capture_output=True,
             text=True,
-            timeout=_TIMEOUT_S,
+            timeout=timeout_s,
             check=False,
         )
         code, tail = done.returncode, (done.stderr or done.stdout)[-800:]
     except subprocess.TimeoutExpired:
-        code, tail = -1, f"timed out after {_TIMEOUT_S:.0f} s"
+        code, tail = -1, f"timed out after {timeout_s:.0f} s"
     return code, time.perf_counter() - began, tail
 
 
@@ -116,6 +117,7 @@ def run_backfill(target: Target, size: Size) -> ScenarioResult:
                 "--backfill-id",
                 f"bench-{uuid.uuid4().hex[:8]}",
             ],
+            timeout_s=_QUICK_TIMEOUT_S if size.quick else _TIMEOUT_S,
         )
     if code != 0:
         return ScenarioResult("backfill", "failed", reason=f"exit {code}: {tail}")
@@ -147,7 +149,11 @@ def run_retrain(target: Target, size: Size) -> ScenarioResult:
         )
     tenant_id = _BACKFILLED[-1]
     target.progress(f"retrain: jobs.retrain on the backfilled tenant ({size.retrain_rows} wanted)")
-    code, seconds, tail = _run_job(target, ["jobs.retrain", "--tenant", tenant_id])
+    code, seconds, tail = _run_job(
+        target,
+        ["jobs.retrain", "--tenant", tenant_id],
+        timeout_s=_QUICK_TIMEOUT_S if size.quick else _TIMEOUT_S,
+    )
     if code != 0:
         return ScenarioResult("retrain", "failed", reason=f"exit {code}: {tail}")
     row = Row(

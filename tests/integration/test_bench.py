@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 _MEASURED = ("ingest", "stream", "e2e", "reads", "memory")
 
 
+@pytest.mark.timeout(900)  # a loaded shared machine; the batch jobs alone may take 3 min
 def test_quick_bench_writes_every_scenario(stack, tmp_path: Path) -> None:
     from bench.common import Target
     from bench.runner import SCENARIOS, run_bench, write_results
