@@ -60,6 +60,7 @@ from aurora_ray.domain.events import (
     encode_stream_event,
     parse_ndjson,
 )
+from aurora_ray.naming import SOURCE_BACKFILL, SOURCE_HEADER
 
 __all__ = [
     "BACKFILL_ID_HEADER",
@@ -80,8 +81,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SOURCE_HEADER: Final = "aurora-source"  # Kafka header on every record a backfill produces
-SOURCE_BACKFILL: Final = b"backfill"
 BACKFILL_ID_HEADER: Final = "aurora-backfill-id"
 CHUNK_BYTES: Final = 4 * 1024 * 1024  # ~15 000 lines of a typical envelope
 MAX_PRICE: Final = 99_999_999.99  # fact_order.price is NUMERIC(10,2)

@@ -32,6 +32,7 @@ from aurora_ray.adapters.kafka import TopicAdmin
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.client import AuroraClient
 from aurora_ray.embedded import (
+    free_port,
     pid_alive,
     port_open,
     read_pid_file,
@@ -149,6 +150,8 @@ def _start_ray(settings: Settings) -> None:
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={_DASHBOARD_PORT}",
         "--include-dashboard=true",
+        # Not Ray's default agent port (52365): a test session's Ray on the same machine uses it.
+        f"--dashboard-agent-listen-port={free_port()}",
         "--disable-usage-stats",
         "--num-cpus=4",
     ]

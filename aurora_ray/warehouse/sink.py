@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from aurora_ray.adapters.kafka import make_consumer
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.domain.events import EventType, decode_stream_events
+from aurora_ray.naming import SOURCE_BACKFILL, SOURCE_HEADER
 from aurora_ray.settings import Settings
 from aurora_ray.warehouse.quality import DataQualityError
 from aurora_ray.warehouse.schema import DIM_SKU, DIM_TENANT, TENANT_SETTINGS
@@ -167,26 +168,40 @@ class OrderSink:
         messages = self._consumer.consume(self.settings.batch_max_events, timeout=timeout)
         values: list[bytes] = []
         positions: list[tuple[int, int]] = []
+        backfilled: set[int] = set()
         for message in messages:
             partition, offset = message.partition(), message.offset()
             if message.error() or partition is None or offset is None:
                 continue
+            if _from_backfill(message.headers()):
+                backfilled.add(len(values))
             values.append(message.value() or b"")
             positions.append((partition, offset))
         if values:
-            self._take(values, positions)
+            self._take(values, positions, backfilled)
         if self._flush_due():
             self.flush()
         return len(values)
 
-    def _take(self, values: list[bytes], positions: list[tuple[int, int]]) -> None:
+    def _take(
+        self,
+        values: list[bytes],
+        positions: list[tuple[int, int]],
+        backfilled: set[int] | None = None,
+    ) -> None:
+        """Buffer a batch. Orders a backfill produced are not written again: the backfill job
+        wrote them to fact_order itself (header ``aurora-source: backfill``)."""
         events, bad = decode_stream_events(values)  # bad records: the shards dead-letter them
         skipped = set(bad)
-        good = [pos for i, pos in enumerate(positions) if i not in skipped]
+        good = [i for i in range(len(positions)) if i not in skipped]
+        backfilled = backfilled or set()
         buf = self._buffer
-        for event, (partition, offset) in zip(events, good, strict=True):
+        for event, i in zip(events, good, strict=True):
+            partition, offset = positions[i]
             buf.partitions.append(partition)
             buf.offsets.append(offset)
+            if i in backfilled:
+                continue
             if event.event_type == EventType.ORDER_CREATED and event.sku is not None:
                 payload = event.payload
                 buf.order_pos.append(len(buf.offsets) - 1)
@@ -417,3 +432,14 @@ class OrderSink:
             "last_flush": self.last_flush,
             "last_delay_s": self.last_delay_s,
         }
+
+
+_Headers = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None
+
+
+def _from_backfill(headers: _Headers) -> bool:
+    """Whether a record carries the backfill's source header (see aurora_ray.backfill)."""
+    if not headers:
+        return False
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return any(k == SOURCE_HEADER and v == SOURCE_BACKFILL for k, v in pairs)

@@ -4,6 +4,7 @@ equal to the truth; a second run applies nothing; the HTTP endpoints (upload, id
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,10 @@ def test_backfill_job_applies_history_once(stack, make_tenant, tmp_path: Path) -
 
     # The shards folded the history: every SKU's stock equals the truth.
     wait_for(lambda: _on_hand(tenant) == truth, timeout=180, interval=1.0, what="on hand = truth")
+    # The warehouse sink read the produced records too and left their orders to the job: after
+    # a few of its flushes, fact_order still holds each order once.
+    time.sleep(3 * stack.settings.warehouse_flush_s + 1)
+    assert warehouse.read("fact_order", tid, columns=["event_id"]).num_rows == len(orders)
 
     # Again, under a new id: everything is a duplicate, nothing is written or produced.
     second = _run(stack, client, tid, source)
