@@ -13,9 +13,6 @@ turns a Ray job that died before it could report (a bad entrypoint, a lost node)
 from __future__ import annotations
 
 import logging
-import os
-import shlex
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -44,6 +41,7 @@ from aurora_ray.backfill import (
     write_rejects,
 )
 from aurora_ray.domain.events import EventType
+from aurora_ray.ray_jobs import job_client, submit_module
 from aurora_ray.settings import Settings
 
 __all__ = [
@@ -64,7 +62,6 @@ PRODUCE_BATCH: Final = 200_000
 ORDER_BATCH: Final = 250_000
 LEDGER: Final = "backfill_ledger"
 _PROGRESS_TTL_S: Final = 30 * 24 * 3600
-_SUBMIT_ATTEMPTS: Final = 10  # ~20 s: a fresh head's job agent; under HTTP clients' timeouts
 # Share of the progress fraction each phase ends at.
 _PHASE_END: Final = {"validating": 0.45, "deduplicating": 0.5, "writing": 0.6, "producing": 0.9}
 
@@ -377,50 +374,6 @@ def _wait_folded(
 # -- submission and status ---------------------------------------------------------------------
 
 
-def _job_env(settings: Settings) -> dict[str, str]:
-    """What the job process needs of these settings (it builds its own from the environment)."""
-    warehouse = settings.warehouse_uri
-    if "://" not in warehouse:
-        warehouse = str(Path(warehouse).resolve())
-    return {
-        "AURORA_REDIS_URL": settings.redis_url,
-        "AURORA_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "AURORA_WAREHOUSE_URI": warehouse,
-        "AURORA_DATA_DIR": str(settings.data_dir.resolve()),
-        "AURORA_PARTITIONS_PER_TOPIC": str(settings.partitions_per_topic),
-        "AURORA_SHARDS_PER_TENANT": str(settings.shards_per_tenant),
-        "RAY_USAGE_STATS_ENABLED": "0",
-        **({"AURORA_RAY_ADDRESS": address} if (address := _gcs_address(settings)) else {}),
-    }
-
-
-def _gcs_address(settings: Settings) -> str | None:
-    """The cluster's GCS address, handed to the job: Ray gives a job driver ``RAY_ADDRESS=auto``
-    resolved through ``/tmp/ray/ray_current_cluster``, the cluster started *last* on the machine,
-    which is another one when several run side by side (tests, a developer's `aurora up`)."""
-    try:
-        import ray
-
-        if ray.is_initialized():
-            return str(ray.get_runtime_context().gcs_address)
-    except Exception:  # noqa: S110 - fall back to what `aurora up` recorded
-        pass
-    from aurora_ray.stack import read_stack
-
-    info = read_stack(settings)
-    return info.ray_address if info else None
-
-
-def job_client(settings: Settings, dashboard_url: str | None = None) -> Any:
-    """A JobSubmissionClient; picks up the embedded stack's Ray token when there is one."""
-    from ray.job_submission import JobSubmissionClient
-
-    token = settings.data_dir.resolve() / "secrets" / "ray_auth_token"
-    if "RAY_AUTH_MODE" not in os.environ and token.is_file():
-        os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
-    return JobSubmissionClient(dashboard_url or settings.ray_dashboard_url)
-
-
 def submit_backfill(
     settings: Settings,
     *,
@@ -438,34 +391,25 @@ def submit_backfill(
     backfill_id = backfill_id or new_backfill_id()
     if "://" not in source:
         source = str(Path(source).resolve())
-    entrypoint = " ".join(
-        shlex.quote(part)
-        for part in (
-            sys.executable, "-m", "jobs.backfill", "--tenant", tenant_id, "--source", source,
-            "--backfill-id", backfill_id, "--engine", engine,
-        )
-    )  # fmt: skip
     progress = BackfillProgress(redis_client, tenant_id, backfill_id)
     job_id = f"aurora-{backfill_id}-{uuid.uuid4().hex[:6]}"
     progress.update(
         state="submitted", tenant_id=tenant_id, source=source, job_id=job_id, progress=0.0,
         submitted_at=now_ms(), log_line=False,
     )  # fmt: skip
-    client = job_client(settings, dashboard_url)
-    for attempt in range(_SUBMIT_ATTEMPTS):
-        try:
-            client.submit_job(
-                entrypoint=entrypoint,
-                submission_id=job_id,
-                runtime_env={"env_vars": _job_env(settings)},
-                metadata={"aurora": "backfill", "tenant_id": tenant_id, "backfill_id": backfill_id},
-            )
-            break
-        except RuntimeError as exc:  # a fresh head's job agent is not up yet: bounded retry
-            if "No available agent" not in str(exc) or attempt == _SUBMIT_ATTEMPTS - 1:
-                progress.update(state="failed", error=f"submission failed: {exc}", log_line=False)
-                raise
-            time.sleep(2.0)
+    try:
+        submit_module(
+            settings,
+            "jobs.backfill",
+            ["--tenant", tenant_id, "--source", source, "--backfill-id", backfill_id,
+             "--engine", engine],
+            job_id=job_id,
+            metadata={"aurora": "backfill", "tenant_id": tenant_id, "backfill_id": backfill_id},
+            dashboard_url=dashboard_url,
+        )  # fmt: skip
+    except RuntimeError as exc:
+        progress.update(state="failed", error=f"submission failed: {exc}", log_line=False)
+        raise
     return backfill_id, job_id
 
 

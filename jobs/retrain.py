@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from aurora_ray.models.retrain import compute_drift, run_retrain
@@ -30,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     if not ray.is_initialized():
-        ray.init(log_to_driver=False)  # inside a Ray job: the job's cluster
+        # Inside a Ray job: the cluster that ran it (its address is handed over by the
+        # submitter, see aurora_ray.ray_jobs.gcs_address).
+        ray.init(address=os.environ.get("AURORA_RAY_ADDRESS") or None, log_to_driver=False)
 
     def progress(message: str) -> None:
         logging.info("retrain %s: %s", args.tenant, message)

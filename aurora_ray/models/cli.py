@@ -110,8 +110,8 @@ def retrain_command(
     timeout: Annotated[float, typer.Option(help="seconds to wait with --wait")] = 3600.0,
 ) -> None:
     """Retrain the tenant's model as a Ray job (Ray Data + XGBoost); prints the job id."""
-    from aurora_ray.backfill_job import job_client
-    from aurora_ray.models.submit import follow_job, submit_retrain
+    from aurora_ray.models.submit import submit_retrain
+    from aurora_ray.ray_jobs import follow_job, job_client
     from aurora_ray.stack import read_stack
 
     settings = _settings()
