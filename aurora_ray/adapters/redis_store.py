@@ -33,7 +33,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import msgspec
 import redis
+from redis.commands.core import Script
 from redis.typing import EncodableT, FieldT
 
 from aurora_ray.domain.alerts import AlertRecord
@@ -42,6 +44,30 @@ __all__ = ["AlertPage", "Checkpoint", "RedisStore"]
 
 _ALERT_FETCH_CHUNK = 500
 _ALERT_SCAN_LIMIT = 20_000  # bound on members scanned for one filtered page
+
+# A micro-batch's predictions in one command instead of one HSET each (the client-side cost of
+# a command dominated the shard loop): KEYS = the skus zset, then one pred hash per row;
+# ARGV = sku, warehouse, JSON per row. Run inside the batch's MULTI, so still atomic.
+_WRITE_PREDICTIONS = """
+local skus = {}
+for i = 2, #KEYS do
+  local a = 3 * (i - 2)
+  redis.call('HSET', KEYS[i], ARGV[a + 2], ARGV[a + 3])
+  skus[#skus + 1] = 0
+  skus[#skus + 1] = ARGV[a + 1]
+  if #skus >= 4000 then
+    redis.call('ZADD', KEYS[1], unpack(skus))
+    skus = {}
+  end
+end
+if #skus > 0 then
+  redis.call('ZADD', KEYS[1], unpack(skus))
+end
+return #KEYS - 1
+"""
+# Prediction JSON: msgspec is ~10x faster than json.dumps; readers parse it with json.loads and
+# get the same values (only the spelling of small floats differs: 6e-6 for 6e-06).
+_encode_json = msgspec.json.Encoder().encode
 
 
 def _k(tenant_id: str, *parts: str) -> str:
@@ -74,6 +100,7 @@ class RedisStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._client: redis.Redis | None = None
+        self._write_predictions: Script | None = None
 
     @property
     def client(self) -> redis.Redis:
@@ -181,14 +208,17 @@ class RedisStore:
     ) -> None:
         """Write a micro-batch's predictions and alerts (with their dedup marks) atomically."""
         pipe = self.client.pipeline(transaction=True)
-        by_sku: dict[str, dict[FieldT, EncodableT]] = {}
-        for key, prediction in predictions.items():
-            sku, warehouse = key.rsplit("@", 1)
-            by_sku.setdefault(sku, {})[warehouse] = json.dumps(prediction, separators=(",", ":"))
-        for sku, mapping in by_sku.items():
-            pipe.hset(_k(tenant_id, "pred", sku), mapping=mapping)
-        if by_sku:
-            pipe.zadd(_k(tenant_id, "skus"), dict.fromkeys(by_sku, 0))
+        if predictions:
+            prefix = _k(tenant_id, "pred", "")
+            keys: list[str] = [_k(tenant_id, "skus")]
+            args: list[str | bytes] = []
+            for key, prediction in predictions.items():
+                sku, warehouse = key.rsplit("@", 1)
+                keys.append(prefix + sku)
+                args += (sku, warehouse, _encode_json(prediction))
+            if self._write_predictions is None:
+                self._write_predictions = self.client.register_script(_WRITE_PREDICTIONS)
+            self._write_predictions(keys=keys, args=args, client=pipe)
         if alerts:
             dedup: dict[FieldT, EncodableT] = {}
             members: dict[str, float] = {}
