@@ -15,7 +15,7 @@ Demand rates are exponentially decayed sums in event time, bias-corrected for sh
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -198,19 +198,50 @@ class EventBatch:
     value: I64
     received_s: F64
     unknown: int = 0  # events of unknown type (kept on the topic, not scored)
+    # With ``from_events(..., partitions)``: the topic partition of each scored event.
+    partition: I64 | None = None
 
     @classmethod
-    def from_events(cls, events: list[StreamEvent]) -> EventBatch:
-        scored = [e for e in events if moves_state(e)]
+    def from_events(
+        cls, events: Sequence[StreamEvent], partitions: Sequence[int] | None = None
+    ) -> EventBatch:
+        """The events that move state (:func:`moves_state`), in order, in columns; one pass."""
+        codes = TYPE_CODES
+        keys: list[str] = []
+        type_code: list[int] = []
+        ts_ms: list[int] = []
+        qty: list[int] = []
+        value: list[int] = []
+        received_ms: list[int] = []
+        positions: list[int] = []
+        unknown = 0
+        for i, e in enumerate(events):
+            code = codes.get(e.event_type)
+            if code is None:
+                unknown += 1
+                continue
+            sku, warehouse = e.sku, e.warehouse
+            if sku is None or warehouse is None or (code == _UPSERTED and e.value < 0):
+                continue
+            keys.append(f"{sku}@{warehouse}")
+            type_code.append(code)
+            ts_ms.append(e.ts_ms)
+            qty.append(e.qty)
+            value.append(e.value)
+            received_ms.append(e.received_ms)
+            positions.append(i)
+        partition = None
+        if partitions is not None:
+            partition = np.asarray(partitions, dtype=np.int64)[np.asarray(positions, np.int64)]
         return cls(
-            keys=[f"{e.sku}@{e.warehouse}" for e in scored],
-            type_code=np.fromiter((TYPE_CODES[e.event_type] for e in scored), np.int8, len(scored)),
-            ts_s=np.fromiter((e.ts_ms for e in scored), np.float64, len(scored)) / 1000.0,
-            qty=np.fromiter((e.qty for e in scored), np.int64, len(scored)),
-            value=np.fromiter((e.value for e in scored), np.int64, len(scored)),
-            received_s=np.fromiter((e.received_ms for e in scored), np.float64, len(scored))
-            / 1000.0,
-            unknown=sum(1 for e in events if e.event_type not in TYPE_CODES),
+            keys=keys,
+            type_code=np.array(type_code, dtype=np.int8),
+            ts_s=np.array(ts_ms, dtype=np.float64) / 1000.0,
+            qty=np.array(qty, dtype=np.int64),
+            value=np.array(value, dtype=np.int64),
+            received_s=np.array(received_ms, dtype=np.float64) / 1000.0,
+            unknown=unknown,
+            partition=partition,
         )
 
     def __len__(self) -> int:
@@ -300,12 +331,15 @@ def apply_batch(
     batch: EventBatch,
     params: ScoringParams,
     model: ProbabilityModel | None = None,
+    *,
+    rows: I64 | None = None,
 ) -> BatchOutput:
     """Apply ``batch`` to ``state`` in place; return the touched SKUs' scores and the alerts.
 
     With a ``model``, its probabilities (over the analytic score and the other per-event
-    features) decide the alerts and are the ones shown."""
-    rows_by_pos = state.rows_for(batch.keys)
+    features) decide the alerts and are the ones shown. ``rows``: ``state.rows_for(batch.keys)``
+    when the caller already has it (it is looked up otherwise)."""
+    rows_by_pos = state.rows_for(batch.keys) if rows is None else rows
     n = len(batch)
     if n == 0:
         empty = np.empty(0, dtype=np.float64)

@@ -30,7 +30,6 @@ from aurora_ray.domain.state import (
     SkuState,
     apply_batch,
     model_scores,
-    moves_state,
     raise_alerts,
 )
 
@@ -125,17 +124,11 @@ def fold_with_timers(
         nonlocal start
         if upto <= start:
             return
-        chunk = events[start:upto]
-        batch = EventBatch.from_events(list(chunk))
-        outputs.append(apply_batch(state, batch, params, model))
-        owned = [
-            (e.key, p)
-            for e, p in zip(chunk, partitions[start:upto], strict=True)
-            if e.key is not None and moves_state(e)
-        ]
-        if owned:
-            rows = state.rows_for([k for k, _ in owned])
-            state.cols["partition"][rows] = [p for _, p in owned]
+        batch = EventBatch.from_events(events[start:upto], partitions[start:upto])
+        rows = state.rows_for(batch.keys)
+        outputs.append(apply_batch(state, batch, params, model, rows=rows))
+        if len(rows):
+            state.cols["partition"][rows] = batch.partition
         start = upto
 
     for i, (event, partition) in enumerate(zip(events, partitions, strict=True)):
