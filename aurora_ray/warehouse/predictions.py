@@ -58,45 +58,61 @@ class PredictionBuffer:
         self._rows = _empty()
 
     def append(self, state: SkuState, outputs: Sequence[BatchOutput], *, model_version: str) -> int:
-        """Add the last score of every SKU scored by ``outputs`` (one micro-batch, in order)."""
-        last: dict[int, tuple[BatchOutput, int, int]] = {}  # row -> (output, row index, event idx)
+        """Add the last score of every SKU scored by ``outputs`` (one micro-batch, in order).
+
+        Rows come in the order each SKU was first scored in the batch, each with its last
+        score; gathered with numpy, only the id, the names and the rounding are per row."""
+        picked: list[tuple[BatchOutput, np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
         for output in outputs:
             if len(output.rows) == 0:
                 continue
             event_rows = output.event_rows
             # The last event of each row: event arrays are grouped by row.
-            reversed_rows = event_rows[::-1]
-            unique, first_in_reversed = np.unique(reversed_rows, return_index=True)
-            last_event = dict(
-                zip(
-                    unique.tolist(), (len(event_rows) - 1 - first_in_reversed).tolist(), strict=True
-                )
+            unique, first_in_reversed = np.unique(event_rows[::-1], return_index=True)
+            last_event = len(event_rows) - 1 - first_in_reversed
+            where = np.searchsorted(unique, output.rows)
+            where = np.minimum(where, max(len(unique) - 1, 0))
+            has_event = (
+                (unique[where] == output.rows) if len(unique) else np.zeros(len(output.rows), bool)
             )
-            for i, row in enumerate(output.rows.tolist()):
-                if row in last_event and not np.isnan(output.probability[i]):
-                    last[row] = (output, i, last_event[row])
-        if not last:
+            keep = np.flatnonzero(has_event & ~np.isnan(output.probability))
+            if len(keep):
+                picked.append((output, keep, last_event[where[keep]]))
+        if not picked:
             return 0
-        features_of: dict[int, np.ndarray[Any, Any]] = {}
+        rows_all = np.concatenate([output.rows[keep] for output, keep, _ in picked])
+        # Last score of each row, rows in order of their first score (as a dict would keep).
+        unique, first = np.unique(rows_all, return_index=True)
+        _, last_rev = np.unique(rows_all[::-1], return_index=True)
+        last = (len(rows_all) - 1 - last_rev)[np.argsort(first, kind="stable")]
+        as_of = np.concatenate([o.as_of_s[k] for o, k, _ in picked])[last]
+        oos = np.concatenate([o.predicted_oos_s[k] for o, k, _ in picked])[last]
+        probability = np.concatenate([o.probability[k] for o, k, _ in picked])[last]
+        on_hand = np.concatenate([o.event_on_hand[e] for o, _, e in picked])[last]
+        features = np.concatenate([event_features(o)[e].astype("<f4") for o, _, e in picked])[last]
+        width = features.shape[1] * features.itemsize
+        blob = np.ascontiguousarray(features).tobytes()
+        at_us = np.round(as_of * 1e6).astype(np.int64).tolist()
+        oos_us = np.round(np.nan_to_num(oos, nan=0.0) * 1e6).astype(np.int64).tolist()
+        oos_nan = np.isnan(oos).tolist()
+        keys = state.keys
+        tenant = self.tenant_id
         rows = self._rows
-        for row, (output, i, event) in last.items():
-            key = id(output)
-            if key not in features_of:
-                features_of[key] = event_features(output).astype("<f4")
-            sku, warehouse = state.keys[row].rsplit("@", 1)
-            at_us = int(round(float(output.as_of_s[i]) * 1e6))
-            oos = float(output.predicted_oos_s[i])
+        for j, row in enumerate(rows_all[last].tolist()):
+            sku, warehouse = keys[row].rsplit("@", 1)
             rows["prediction_id"].append(
-                prediction_id(self.tenant_id, sku, warehouse, at_us, model_version)
+                prediction_id(tenant, sku, warehouse, at_us[j], model_version)
             )
             rows["sku_id"].append(sku)
             rows["warehouse_id"].append(warehouse)
-            rows["predicted_at"].append(at_us)
-            rows["predicted_oos_at"].append(None if np.isnan(oos) else int(round(oos * 1e6)))
-            rows["probability"].append(round(float(output.probability[i]), 3))
-            rows["model_version"].append(model_version)
-            rows["feature_vector"].append(features_of[key][event].tobytes())
-            rows["on_hand"].append(float(output.event_on_hand[event]))
+            rows["feature_vector"].append(blob[j * width : (j + 1) * width])
+        rows["predicted_at"].extend(at_us)
+        rows["predicted_oos_at"].extend(
+            None if nan else us for nan, us in zip(oos_nan, oos_us, strict=True)
+        )
+        rows["probability"].extend(round(p, 3) for p in probability.tolist())
+        rows["model_version"].extend([model_version] * len(last))
+        rows["on_hand"].extend(on_hand.tolist())
         return len(last)
 
     def table(self) -> pa.Table:
