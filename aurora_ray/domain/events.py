@@ -202,11 +202,14 @@ def _parse_line(
         return [LineError(line_no, "line", f"invalid JSON: {exc}")]
 
     errors: list[LineError] = []
-    try:
-        tenant = str(uuid.UUID(env.tenant_id))
-    except ValueError:
-        errors.append(LineError(line_no, "tenant_id", "must be a GUID"))
-        tenant = env.tenant_id
+    if env.tenant_id == tenant_id:  # already canonical (parse_ndjson normalised it): no parse
+        tenant = tenant_id
+    else:
+        try:
+            tenant = str(uuid.UUID(env.tenant_id))
+        except ValueError:
+            errors.append(LineError(line_no, "tenant_id", "must be a GUID"))
+            tenant = env.tenant_id
     ts_ms = received_ms
     if env.occurred_at is not None:
         if env.occurred_at.tzinfo is None:
