@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -182,6 +183,16 @@ def bench_cli(
     _use_ray_env(settings)  # the stack's Ray token, also when the stack was already running
     if api_running(read_stack(settings)):
         progress("a stack is already running: benchmarking it as it is")
+    else:
+        # A stack of its own, from nothing, under <data_dir>/bench: a run's tenants (and their
+        # millions of events) never pile up in the developer's stack, whose supervisor would
+        # restart every tenant's shards at each `aurora up`.
+        bench_dir = settings.data_dir / "bench"
+        shutil.rmtree(bench_dir, ignore_errors=True)
+        settings = settings.model_copy(
+            update={"data_dir": bench_dir, "warehouse_uri": str(bench_dir / "warehouse")}
+        )
+        _use_ray_env(settings)
     with running_stack(settings, http_port=port, progress=progress) as info:
         resolved = resolve_settings(
             settings.model_copy(
