@@ -1,8 +1,9 @@
 """Kafka adapter (confluent-kafka): topics, a batch producer that waits for acks, shard consumers.
 
-The producer is idempotent with ``acks=all``. :meth:`BatchProducer.produce_batch` returns only once
-the broker acknowledged every record of the batch, or raises naming the first failure; a background
-thread serves delivery reports so that concurrent requests share one producer.
+The producer is idempotent with ``acks=all``. :meth:`BatchProducer.produce_batch` resolves only once
+the broker acknowledged every record of the batch, or fails naming the first failure; concurrent
+requests share a small pool of producers, each batch on one of its own, with no Python callback
+per record.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -96,48 +97,102 @@ class TopicAdmin:
             consumer.close()
 
 
-class _Pending:
-    __slots__ = ("remaining", "error", "future")
-
-    def __init__(self, count: int) -> None:
-        self.remaining = count
-        self.error: str | None = None
-        self.future: Future[None] = Future()
-
-
 class BatchProducer:
-    """One idempotent producer shared by all requests of a process."""
+    """Idempotent producers shared by all requests of a process; each batch waits for its acks.
 
-    def __init__(self, bootstrap: str, *, linger_ms: int = 5) -> None:
+    No Python callback runs per record (the notes measured 520 K records/s without one against
+    328 K with one): librdkafka reports deliveries only for failures, and a batch is produced on
+    a producer it has to itself, from a small pool, then flushed. ``flush`` returning with
+    nothing left and no failure reported means the broker acknowledged every record of *this*
+    batch. A producer that saw a failure or a timeout is closed, not reused, so that its
+    leftovers can never be counted for another batch."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        linger_ms: int = 5,
+        max_producers: int = 8,
+        ack_timeout_s: float = 35.0,
+    ) -> None:
         self.bootstrap = bootstrap
         self.linger_ms = linger_ms
-        self._producer: Producer | None = None
+        self.ack_timeout_s = ack_timeout_s  # above message.timeout.ms: librdkafka fails first
+        self._idle: list[tuple[Producer, list[str]]] = []
         self._lock = threading.Lock()
-        self._closed = threading.Event()
+        self._closed = False
+        self._workers = ThreadPoolExecutor(max_producers, thread_name_prefix="kafka-batch")
 
-    def _start(self) -> Producer:
+    def _new_producer(self) -> tuple[Producer, list[str]]:
+        errors: list[str] = []
+
+        def on_error(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        producer = Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "compression.type": "lz4",
+                "linger.ms": self.linger_ms,
+                "batch.num.messages": 10_000,
+                "queue.buffering.max.messages": 2_000_000,
+                "message.timeout.ms": 30_000,
+                "delivery.report.only.error": True,
+                "on_delivery": on_error,
+            }
+        )
+        return producer, errors
+
+    def _checkout(self) -> tuple[Producer, list[str]]:
         with self._lock:
-            if self._producer is None:
-                self._producer = Producer(
-                    {
-                        "bootstrap.servers": self.bootstrap,
-                        "enable.idempotence": True,
-                        "acks": "all",
-                        "compression.type": "lz4",
-                        "linger.ms": self.linger_ms,
-                        "batch.num.messages": 10_000,
-                        "queue.buffering.max.messages": 2_000_000,
-                        "message.timeout.ms": 30_000,
-                    }
-                )
-                threading.Thread(target=self._poll_loop, name="kafka-delivery", daemon=True).start()
-            return self._producer
+            if self._idle:
+                return self._idle.pop()
+        return self._new_producer()
 
-    def _poll_loop(self) -> None:
-        while not self._closed.is_set():
-            producer = self._producer
-            if producer is not None:
-                producer.poll(0.05)
+    def _give_back(self, entry: tuple[Producer, list[str]], *, healthy: bool) -> None:
+        if healthy:
+            with self._lock:
+                if not self._closed:
+                    self._idle.append(entry)
+                    return
+        entry[0].flush(0)  # dropped: never reused for another batch
+
+    def _send(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes]],
+        headers: list[tuple[str, str | bytes | None]] | None,
+    ) -> None:
+        entry = self._checkout()
+        producer, errors = entry
+        errors.clear()
+        healthy = False
+        try:
+            for key, value in records:
+                while True:
+                    try:
+                        producer.produce(topic, value=value, key=key, headers=headers)
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+            deadline = time.monotonic() + self.ack_timeout_s
+            remaining = producer.flush(0.5)
+            while remaining and not self._closed and time.monotonic() < deadline:
+                remaining = producer.flush(0.5)
+            if errors:
+                raise DeliveryError(f"{len(errors)} record(s) failed, first: {errors[0]}")
+            if remaining:
+                raise DeliveryError(
+                    f"{remaining} record(s) not acknowledged within {self.ack_timeout_s:.0f} s"
+                )
+            healthy = True
+        except KafkaException as exc:
+            raise DeliveryError(str(exc)) from exc
+        finally:
+            self._give_back(entry, healthy=healthy)
 
     def produce_batch(
         self,
@@ -146,55 +201,31 @@ class BatchProducer:
         *,
         headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> Future[None]:
-        """Produce ``(key, value)`` records; the future resolves when all are acknowledged.
+        """Produce ``(key, value)`` records; the future resolves when all are acknowledged, or
+        fails with :class:`DeliveryError` if any is not.
 
         ``headers`` go on every record of the batch (the backfill marks its records so)."""
-        producer = self._start()
-        pending = _Pending(len(records))
         if not records:
-            pending.future.set_result(None)
-            return pending.future
-        lock = threading.Lock()
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            with lock:
-                if err is not None and pending.error is None:
-                    pending.error = str(err)
-                pending.remaining -= 1
-                done = pending.remaining == 0
-            if done:
-                if pending.error:
-                    pending.future.set_exception(DeliveryError(pending.error))
-                else:
-                    pending.future.set_result(None)
-
-        produced = 0
-        try:
-            for key, value in records:
-                while True:
-                    try:
-                        producer.produce(
-                            topic, value=value, key=key, headers=headers, on_delivery=on_delivery
-                        )
-                        produced += 1
-                        break
-                    except BufferError:
-                        producer.poll(0.01)
-        except KafkaException as exc:
-            with lock:
-                pending.error = pending.error or str(exc)
-                pending.remaining -= len(records) - produced
-                done = pending.remaining == 0
-            if done:
-                pending.future.set_exception(DeliveryError(pending.error))
-        return pending.future
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        return self._workers.submit(self._send, topic, records, headers)
 
     def flush(self, timeout: float = 10.0) -> int:
-        return self._producer.flush(timeout) if self._producer is not None else 0
+        with self._lock:
+            idle = [producer for producer, _ in self._idle]
+        return sum(producer.flush(timeout) for producer in idle)
 
     def close(self) -> None:
+        """Wait for the batches under way (those the broker does not acknowledge fail within
+        half a second), then flush and drop the idle producers."""
         self.flush()
-        self._closed.set()
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        self._workers.shutdown(wait=True, cancel_futures=True)
+        for producer, _ in idle:
+            producer.flush(0)
 
 
 class BulkProducer:
