@@ -971,6 +971,8 @@ def test_docs_and_openapi(api: Api) -> None:
         "/v1/status",
         "/v1/ingest/events",
         "/v1/ingest",
+        "/v1/ingest/backfill",
+        "/v1/ingest/backfill/{backfill_id}",
         "/v1/stock/alerts",
         "/v1/stock/predictions",
         "/v1/settings/thresholds",

@@ -226,9 +226,7 @@ def test_ingest_to_an_unreachable_api_reports_it(stack, cli_tenant, tmp_path: Pa
     assert url in result.stderr
 
 
-def test_tenants_calendar_fits_on_the_warehouse_orders_and_can_be_removed(
-    stack, cli_tenant
-) -> None:
+def test_tenants_calendar_fits_on_the_warehouse_orders_and_can_be_removed(stack) -> None:
     from datetime import UTC, datetime, timedelta
     from decimal import Decimal
 
@@ -236,8 +234,11 @@ def test_tenants_calendar_fits_on_the_warehouse_orders_and_can_be_removed(
 
     from aurora_ray.warehouse import Warehouse
     from aurora_ray.warehouse.schema import SCHEMAS
+    from tests.conftest import new_tenant
 
-    tenant_id = cli_tenant["record"]["tenant_id"]
+    tenant = new_tenant(stack, "calendar")  # a tenant of its own: no other test's orders
+    tenant.client.close()
+    tenant_id = tenant.tenant_id
     env = {"AURORA_WAREHOUSE_URI": stack.settings.warehouse_uri}
     # Orders only on Mondays 09:xx UTC over the last weeks.
     today = datetime.now(UTC).replace(hour=9, minute=30, second=0, microsecond=0)
