@@ -29,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from aurora_ray.adapters.kafka import make_consumer
 from aurora_ray.adapters.redis_store import Checkpoint, RedisStore
 from aurora_ray.domain.alerts import AlertRecord, build_outputs
-from aurora_ray.domain.events import decode_stream_events
+from aurora_ray.domain.events import decode_shard_records
 from aurora_ray.domain.state import TYPE_CODES, ScoringParams, SkuState
 from aurora_ray.domain.timers import fold_with_timers
 from aurora_ray.models.registry import ModelRegistry
@@ -218,7 +218,7 @@ class ShardProcessor:
             self.progress = _Progress()
 
     def _process(self, values: list[bytes], partitions: list[int]) -> None:
-        events, bad = decode_stream_events(values)
+        events, bad = decode_shard_records(values)  # payloads are not parsed: never read here
         if bad:
             self.store.dead_letter(self.tenant_id, [values[i] for i in bad])
             self.progress.dead_letters += len(bad)

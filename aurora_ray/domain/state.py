@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +31,7 @@ __all__ = [
     "BatchOutput",
     "EventBatch",
     "ProbabilityModel",
+    "ScoredEvent",
     "ScoringParams",
     "SkuState",
     "apply_batch",
@@ -178,6 +179,26 @@ class SkuState:
         return state
 
 
+class ScoredEvent(Protocol):
+    """What the fold reads of an event (a :class:`StreamEvent`, or the shard's lighter
+    ``ShardRecord`` whose payload stays unparsed)."""
+
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def sku(self) -> str | None: ...
+    @property
+    def warehouse(self) -> str | None: ...
+    @property
+    def ts_ms(self) -> int: ...
+    @property
+    def received_ms(self) -> int: ...
+    @property
+    def qty(self) -> int: ...
+    @property
+    def value(self) -> int: ...
+
+
 def moves_state(event: StreamEvent) -> bool:
     """Known type with a SKU key; a catalogue-only upsert (no initial_stock) moves nothing."""
     return (
@@ -203,7 +224,7 @@ class EventBatch:
 
     @classmethod
     def from_events(
-        cls, events: Sequence[StreamEvent], partitions: Sequence[int] | None = None
+        cls, events: Sequence[ScoredEvent], partitions: Sequence[int] | None = None
     ) -> EventBatch:
         """The events that move state (:func:`moves_state`), in order, in columns; one pass."""
         codes = TYPE_CODES

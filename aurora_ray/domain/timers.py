@@ -20,12 +20,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aurora_ray.domain.calendar import exposure
-from aurora_ray.domain.events import StreamEvent
 from aurora_ray.domain.scoring import score
 from aurora_ray.domain.state import (
     BatchOutput,
     EventBatch,
     ProbabilityModel,
+    ScoredEvent,
     ScoringParams,
     SkuState,
     apply_batch,
@@ -108,7 +108,7 @@ def tick(
 
 def fold_with_timers(
     state: SkuState,
-    events: Sequence[StreamEvent],
+    events: Sequence[ScoredEvent],
     partitions: Sequence[int],
     params: ScoringParams,
     model: ProbabilityModel | None = None,
@@ -127,7 +127,7 @@ def fold_with_timers(
         batch = EventBatch.from_events(events[start:upto], partitions[start:upto])
         rows = state.rows_for(batch.keys)
         outputs.append(apply_batch(state, batch, params, model, rows=rows))
-        if len(rows):
+        if len(rows) and batch.partition is not None:
             state.cols["partition"][rows] = batch.partition
         start = upto
 
