@@ -106,8 +106,8 @@ def build_outputs(
         on_hand = state.cols["on_hand"][rows].tolist()
         rates = output.demand_rate_per_h[shown].tolist()
         probabilities = output.probability[shown].tolist()
-        oos = iso_utc_many(output.predicted_oos_s[shown], none_if_out_of_range=True)
-        as_of = iso_utc_many(output.as_of_s[shown])
+        oos_text = iso_utc_many(output.predicted_oos_s[shown], none_if_out_of_range=True)
+        as_of_text = iso_utc_many(output.as_of_s[shown])
         for j, row in enumerate(rows.tolist()):
             key = keys[row]
             sku, warehouse = key.rsplit("@", 1)
@@ -117,9 +117,9 @@ def build_outputs(
                 "on_hand": on_hand[j],
                 "demand_rate_per_hour": round(rates[j], 6),
                 "probability": round(probabilities[j], 6),
-                "predicted_oos_at": oos[j],
+                "predicted_oos_at": oos_text[j],
                 "model_version": model_version,
-                "as_of": as_of[j],
+                "as_of": as_of_text[j],
             }
     alerts: list[AlertRecord] = []
     for i, row in enumerate(output.alert_rows.tolist()):
