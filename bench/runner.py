@@ -74,15 +74,20 @@ def run_bench(
         result.seconds = time.perf_counter() - began
         target.progress(f"[{name}] {result.status} in {result.seconds:.1f} s {result.reason}")
         results[name] = result.as_dict()
-        after_each(_document(target, quick, started, results))
-    return _document(target, quick, started, results)
+        after_each(_document(target, quick, started, results, names))
+    return _document(target, quick, started, results, names)
 
 
 def _document(
-    target: Target, quick: bool, started: datetime, results: dict[str, Any]
+    target: Target,
+    quick: bool,
+    started: datetime,
+    results: dict[str, Any],
+    selected: Sequence[str],
 ) -> dict[str, Any]:
     return {
         "date": started.date().isoformat(),
+        "selected": list(selected),
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "quick": quick,
@@ -143,14 +148,18 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """``<date>.json`` and ``<date>.md`` (``-quick`` and ``-no-haproxy`` suffixes keep runs of
-    other kinds from overwriting the day's full run)."""
+    """``<date>.json`` and ``<date>.md`` (``-quick``, ``-no-haproxy`` and, for a subset of the
+    scenarios, their names as suffixes keep runs of other kinds from overwriting the day's full
+    run)."""
     ensure_dir(out_dir)
     stem = results["date"]
     if results["quick"]:
         stem += "-quick"
     if not results["haproxy"]:
         stem += "-no-haproxy"
+    selected = results.get("selected") or list(SCENARIOS)
+    if set(selected) != set(SCENARIOS):  # a partial run never overwrites the day's full one
+        stem += "-" + "-".join(selected)
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     md_path.write_text(markdown_table(results))

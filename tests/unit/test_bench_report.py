@@ -56,6 +56,8 @@ def test_files_are_named_by_date_and_kind(tmp_path: Path) -> None:
     assert json.loads(json_path.read_text())["scenarios"]["export"]["status"] == "skipped"
     full, _ = write_results(_results(), tmp_path)
     assert full.name == "2026-11-29.json"
+    part, _ = write_results({**_results(), "selected": ["backfill", "retrain"]}, tmp_path)
+    assert part.name == "2026-11-29-backfill-retrain.json"  # never the day's full run
 
 
 def test_percentiles_of_nothing_are_nan() -> None:
