@@ -73,26 +73,40 @@ async def closed_loop_posts(
         async def client() -> None:
             while time.perf_counter() < deadline:
                 body, events = next(cycle)
-                sent = time.perf_counter()
-                try:
-                    async with http.post(_INGEST, data=body, headers=headers) as response:
-                        await response.read()
-                        result.count(response.status)
-                        if response.status == 202:
-                            result.ok += 1
-                            result.accepted += events
-                        else:
-                            result.errors += 1
-                except TimeoutError:
-                    result.timeouts += 1
-                except aiohttp.ClientError:
-                    result.errors += 1
-                result.requests += 1
-                result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+                await _post(http, body, events, headers, result)
 
         await asyncio.gather(*(client() for _ in range(clients)))
     result.seconds = time.perf_counter() - began
     return result
+
+
+async def _post(
+    http: aiohttp.ClientSession,
+    body: bytes,
+    events: int,
+    headers: dict[str, str],
+    result: LoadResult,
+) -> bool:
+    """Post one ingest body and count its outcome in ``result``; True on 202."""
+    sent = time.perf_counter()
+    accepted = False
+    try:
+        async with http.post(_INGEST, data=body, headers=headers) as response:
+            await response.read()
+            result.count(response.status)
+            if response.status == 202:
+                result.ok += 1
+                result.accepted += events
+                accepted = True
+            else:
+                result.errors += 1
+    except TimeoutError:
+        result.timeouts += 1
+    except aiohttp.ClientError:
+        result.errors += 1
+    result.requests += 1
+    result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+    return accepted
 
 
 async def paced_posts(
@@ -123,23 +137,8 @@ async def paced_posts(
         async def one(i: int) -> None:
             body, events = next_body(i)
             async with gate:
-                sent = time.perf_counter()
-                try:
-                    async with http.post(_INGEST, data=body, headers=headers) as response:
-                        await response.read()
-                        result.count(response.status)
-                        if response.status == 202:
-                            result.ok += 1
-                            result.accepted += events
-                            on_accepted(i, time.perf_counter())
-                        else:
-                            result.errors += 1
-                except TimeoutError:
-                    result.timeouts += 1
-                except aiohttp.ClientError:
-                    result.errors += 1
-                result.requests += 1
-                result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+                if await _post(http, body, events, headers, result):
+                    on_accepted(i, time.perf_counter())
 
         tasks = []
         for i in range(total):
