@@ -132,12 +132,12 @@ def _pipeline_lines(results: dict[str, Any]) -> list[str]:
 
 def recall_at_precision(curve: dict[str, Any], target: float, key: str = "recall") -> float:
     """Best recall among the curve's thresholds whose precision is at least ``target``."""
-    best = float("nan")
-    for precision, recall in zip(curve["precision"], curve.get(key) or [], strict=False):
-        if recall is None or precision is None or not precision >= target:
-            continue
-        best = recall if not best >= recall else best
-    return best
+    qualifying = [
+        recall
+        for precision, recall in zip(curve["precision"], curve.get(key) or [], strict=False)
+        if recall is not None and precision is not None and precision >= target
+    ]
+    return max(qualifying, default=float("nan"))
 
 
 def equal_precision(results: dict[str, Any]) -> list[dict[str, Any]]:
