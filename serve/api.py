@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from aurora_ray import __version__
-from serve import routes_auth, routes_backfill, routes_ingest, routes_stock
+from serve import routes_auth, routes_backfill, routes_export, routes_ingest, routes_stock
 from serve.context import ApiContext
 from serve.metrics import ApiMetrics
 
@@ -36,6 +36,7 @@ def create_api(
     app.include_router(routes_ingest.router(metrics), prefix="/v1")
     app.include_router(routes_backfill.router(), prefix="/v1")
     app.include_router(routes_stock.router(), prefix="/v1")
+    app.include_router(routes_export.router(), prefix="/v1")
     # Health checks also answer at the root, outside the versioned API.
     root_status = next(r for r in auth.routes if isinstance(r, APIRoute) and r.path == "/status")
     assert isinstance(root_status, APIRoute)  # noqa: S101 - narrows the type for mypy
