@@ -189,14 +189,23 @@ def run_retrain(
     promote: bool = True,
     rounds: int = tr.XGB_ROUNDS,
     frame: pd.DataFrame | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
 ) -> RetrainResult:
     """Build labelled rows (Ray Data unless ``frame`` is given), train, evaluate, store,
-    register and (if it beats the active version and ``promote``) activate."""
+    register and (if it beats the active version and ``promote``) activate.
+
+    ``max_rows``: train and evaluate on a seeded uniform sample of that many labelled rows (the
+    labels are computed on all rows first, so a sampled row keeps its true label)."""
     store = RedisStore(settings.redis_url)
     registry = ModelRegistry(store, baseline_version=settings.model_version)
     models = ModelStore(settings.warehouse_uri)
     if frame is None:
         frame = labelled_rows(settings, tenant_id, progress=progress)
+    labelled = len(frame)
+    if max_rows is not None and labelled > max_rows:
+        frame = frame.sample(n=max_rows, random_state=seed)
+        progress(f"sampled {max_rows} of {labelled} labelled rows")
     active_meta = registry.active(tenant_id)
     active = load_scorer(active_meta, baseline_version=settings.model_version, read=models.read)
     progress(f"active version {active.version}; training on {len(frame)} rows")
@@ -229,7 +238,7 @@ def run_retrain(
         baseline={"version": active.version, "metrics": _clean(candidate.decision.active)},
         decision=candidate.decision.reason,
         horizon_hours=settings.horizon_hours,
-        rows=candidate.rows,
+        rows={**candidate.rows, "labelled": labelled},
         reference=candidate.reference,
     )
     registry.register(tenant_id, meta)
@@ -243,7 +252,7 @@ def run_retrain(
         metrics=meta.metrics,
         baseline=meta.baseline,
         artifact_uri=uri,
-        rows=candidate.rows,
+        rows={**candidate.rows, "labelled": labelled},
     )
 
 
