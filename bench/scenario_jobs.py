@@ -279,7 +279,7 @@ def run_export(target: Target, size: Size) -> ScenarioResult:
                     streamed = "content-length" not in response.headers
                     lines, total_bytes = 0, 0
                     for chunk in response.iter_bytes():
-                        lines += chunk.count(b"\r\n")
+                        lines += chunk.count(b"\n")  # CRLF may straddle two chunks
                         total_bytes += len(chunk)
                 http_s.append(time.perf_counter() - began)
                 received = lines - 1  # the header
