@@ -975,6 +975,8 @@ def test_docs_and_openapi(api: Api) -> None:
         "/v1/ingest/backfill/{backfill_id}",
         "/v1/stock/alerts",
         "/v1/stock/predictions",
+        "/v1/exports/alerts.csv",
+        "/v1/exports/predictions.csv",
         "/v1/settings/thresholds",
     }
     assert "/status" not in paths  # the root health check is not part of the versioned API
