@@ -257,6 +257,7 @@ def run_export(target: Target, size: Size) -> ScenarioResult:
     runs = 1 if size.quick else 3
     http_s: list[float] = []
     received, total_bytes, streamed = 0, 0, False
+    first_byte_s: list[float] = []  # far below the total when the body is really streamed
     try:
         token = client.token()
         with httpx.Client(timeout=min(120.0, timeout_s)) as http:
@@ -279,6 +280,8 @@ def run_export(target: Target, size: Size) -> ScenarioResult:
                     streamed = "content-length" not in response.headers
                     lines, total_bytes = 0, 0
                     for chunk in response.iter_bytes():
+                        if not total_bytes:
+                            first_byte_s.append(time.perf_counter() - began)
                         lines += chunk.count(b"\n")  # CRLF may straddle two chunks
                         total_bytes += len(chunk)
                 http_s.append(time.perf_counter() - began)
@@ -338,6 +341,7 @@ def run_export(target: Target, size: Size) -> ScenarioResult:
         details={
             "rows": n,
             "http_seconds": http_s,
+            "first_byte_seconds": first_byte_s,
             "bytes": total_bytes,
             "chunked": streamed,
             "write_seconds": write_s,
