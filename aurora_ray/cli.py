@@ -356,6 +356,9 @@ def evaluate(
     through_pipeline: Annotated[
         bool, typer.Option(help="also send the stream through the running (or embedded) stack")
     ] = False,
+    purchase_orders: Annotated[
+        bool, typer.Option(help="the simulated shop sends its purchase orders (stock.ordered)")
+    ] = True,
 ) -> None:
     """Compare stock-out predictors on real demand with a simulated inventory (offline)."""
     import time
@@ -379,6 +382,7 @@ def evaluate(
         test_from=_date(test_from),
         closed_loop=closed_loop,
         through_pipeline=through_pipeline,
+        purchase_orders=purchase_orders,
     )
     results = run_evaluation(
         data,
@@ -406,12 +410,17 @@ def simulate(
         "00000000-0000-0000-0000-000000005eed"
     ),
     test_from: Annotated[str, typer.Option(help="first day of the test split")] = "2011-09-01",
+    purchase_orders: Annotated[
+        bool, typer.Option(help="send the shop's purchase orders (stock.ordered)")
+    ] = True,
 ) -> None:
     """Write the simulated event stream around real demand (for the demo, benchmarks, tests)."""
     from aurora_ray.evaluation.simulate import build_benchmark, write_ndjson
 
     with console.status("simulating…"):
-        bench = build_benchmark(data, tenant_id=tenant, test_from=_date(test_from))
+        bench = build_benchmark(
+            data, tenant_id=tenant, test_from=_date(test_from), purchase_orders=purchase_orders
+        )
         written = write_ndjson(bench.result.events, out)
     stats = bench.test_stats
     console.print(

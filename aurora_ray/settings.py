@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     min_history_hours: float = Field(6.0, ge=0)
     censored_demand: bool = False  # stop the demand clock while out of stock (see evaluation)
     timer_period_hours: float = Field(24.0, ge=0)  # re-score every SKU each period; 0: never
+    # Count open purchase orders (stock.ordered) until this long after their expected time.
+    inbound_grace_hours: float = Field(24.0, ge=0)
     model_version: str = "analytic-nb-1"
 
     # Stream processing.

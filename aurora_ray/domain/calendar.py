@@ -63,11 +63,15 @@ def validate_week_profile(profile: ArrayLike) -> tuple[float, ...]:
     return tuple(float(v) for v in values / values.sum())
 
 
-def exposure(as_of_s: ArrayLike, horizon_s: float, profile: tuple[float, ...] | None) -> F64:
-    """Demand in (t, t + horizon] relative to the same span of a flat week (1 without profile)."""
+def exposure(
+    as_of_s: ArrayLike, horizon_s: float | ArrayLike, profile: tuple[float, ...] | None
+) -> F64:
+    """Demand in (t, t + horizon] relative to the same span of a flat week (1 without profile,
+    or where the span is not positive). ``horizon_s`` is one span or one per time."""
     t = np.asarray(as_of_s, dtype=np.float64)
-    if profile is None or horizon_s <= 0:
-        return np.ones_like(t)
+    spans = np.asarray(horizon_s, dtype=np.float64)
+    if profile is None or not (spans > 0).any():
+        return np.ones(np.broadcast(t, spans).shape)
     shares = np.asarray(profile, dtype=np.float64)
     # Cumulative demand share over time, as a piecewise-linear function of hours since a Monday.
     cum = np.concatenate([[0.0], np.cumsum(shares)])
@@ -79,7 +83,7 @@ def exposure(as_of_s: ArrayLike, horizon_s: float, profile: tuple[float, ...] | 
         return np.asarray(weeks + np.interp(within, knots, cum), dtype=np.float64)
 
     start = hour_of_week(t)
-    span_h = horizon_s / _HOUR_S
+    span_h = np.maximum(spans, 1e-9) / _HOUR_S
     share = through(start + span_h) - through(start)
-    out: F64 = np.where(np.isnan(t), 1.0, share / (span_h / WEEK_HOURS))
+    out: F64 = np.where(np.isnan(t) | ~(spans > 0), 1.0, share / (span_h / WEEK_HOURS))
     return out

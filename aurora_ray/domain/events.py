@@ -44,6 +44,7 @@ class EventType:
     STOCK_ADJUSTED: Final = "stock.adjusted"
     STOCK_SNAPSHOT: Final = "stock.snapshot"
     SKU_UPSERTED: Final = "sku.upserted"
+    STOCK_ORDERED: Final = "stock.ordered"  # a purchase order to a supplier, not yet landed
 
 
 KNOWN_EVENT_TYPES: Final = (
@@ -53,6 +54,7 @@ KNOWN_EVENT_TYPES: Final = (
     EventType.STOCK_ADJUSTED,
     EventType.STOCK_SNAPSHOT,
     EventType.SKU_UPSERTED,
+    EventType.STOCK_ORDERED,
 )
 
 Sku = Annotated[str, Meta(min_length=1, max_length=128)]
@@ -93,6 +95,15 @@ class StockSnapshot(_SkuPayload, kw_only=True):
     on_hand: NonNegativeInt
 
 
+class StockOrdered(_SkuPayload, kw_only=True):
+    """A purchase order placed with a supplier: ``qty`` units expected to land at
+    ``expected_at``. Its ``stock.received`` closes it; stock does not move until then."""
+
+    qty: PositiveInt
+    expected_at: datetime
+    po_id: OrderId | None = None
+
+
 class SkuUpserted(_SkuPayload, kw_only=True):
     category: str | None = None
     brand: str | None = None
@@ -106,6 +117,7 @@ _PAYLOAD_TYPES: Final[dict[str, type[_SkuPayload]]] = {
     EventType.STOCK_ADJUSTED: StockAdjusted,
     EventType.STOCK_SNAPSHOT: StockSnapshot,
     EventType.SKU_UPSERTED: SkuUpserted,
+    EventType.STOCK_ORDERED: StockOrdered,
 }
 
 
@@ -132,7 +144,9 @@ class StreamEvent(msgspec.Struct, omit_defaults=True, kw_only=True):
     sku: str | None = None
     warehouse: str | None = None
     qty: int = 0
-    value: int = 0  # on_hand (snapshot), delta (adjusted), initial_stock (upserted; -1: none)
+    # on_hand (snapshot), delta (adjusted), initial_stock (upserted; -1: none),
+    # expected_at in epoch ms (ordered)
+    value: int = 0
     payload: dict[str, Any] = {}
 
     @property
@@ -288,6 +302,20 @@ def _parse_line(
         )
     if isinstance(typed, StockAdjusted) and typed.delta == 0:
         errors.append(LineError(line_no, "payload.delta", "must not be 0"))
+    expected_ms = 0
+    if isinstance(typed, StockOrdered):
+        if typed.expected_at.tzinfo is None:
+            errors.append(
+                LineError(
+                    line_no,
+                    "payload.expected_at",
+                    "must carry a time zone, e.g. 2025-06-02T08:00:00Z",
+                )
+            )
+        else:
+            expected_ms = (typed.expected_at - _EPOCH) // timedelta(milliseconds=1)
+            if not 0 <= expected_ms <= MAX_TS_MS:
+                errors.append(LineError(line_no, "payload.expected_at", "out of range"))
     if errors:
         return errors
     if typed.sku is None:
@@ -295,6 +323,8 @@ def _parse_line(
     event.sku, event.warehouse = sku, typed.warehouse
     if isinstance(typed, OrderCreated | OrderCancelled | StockReceived):
         event.qty = typed.qty
+    elif isinstance(typed, StockOrdered):
+        event.qty, event.value = typed.qty, expected_ms
     elif isinstance(typed, StockAdjusted):
         event.value = typed.delta
     elif isinstance(typed, StockSnapshot):

@@ -63,16 +63,42 @@ def score(
     as_of_s: FloatArray,
     horizon_s: float,
     exposure: FloatArray | None = None,
+    inbound_qty: FloatArray | None = None,
+    inbound_due_s: FloatArray | None = None,
+    due_exposure: FloatArray | None = None,
 ) -> Scores:
     """Score SKUs from their demand rates (units/s and units^2/s) at event time ``as_of_s``.
 
     ``exposure`` scales the horizon's demand by the demand calendar (see
-    :mod:`aurora_ray.domain.calendar`); ``None`` is a flat week."""
-    scale = horizon_s if exposure is None else horizon_s * exposure
+    :mod:`aurora_ray.domain.calendar`); ``None`` is a flat week.
+
+    ``inbound_qty`` units on order land ``inbound_due_s`` seconds after ``as_of_s`` (NaN: none
+    expected; ``due_exposure`` is the calendar's factor over that span). Inbound landing within
+    the horizon splits it in two: the stock runs out before the delivery lands, or demand over
+    the whole horizon exceeds the stock plus the delivery. The probability is the larger of the
+    two (a lower bound of their union; the two events are strongly correlated)."""
+    n = len(on_hand)
+    expo = np.ones(n) if exposure is None else np.broadcast_to(exposure, (n,))
+    scale = horizon_s * expo
     mean = rate * scale
     var = second_moment_rate * scale
     probability = stockout_probability(on_hand, mean, var)
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.where(rate > 0, np.maximum(on_hand, 0.0) / rate, np.nan)
+    if inbound_qty is not None and inbound_due_s is not None:
+        due = np.asarray(inbound_due_s, dtype=np.float64)
+        lands = (inbound_qty > 0) & (on_hand > 0) & (np.nan_to_num(due, nan=np.inf) <= horizon_s)
+        if lands.any():
+            d = np.clip(due[lands], 0.0, horizon_s)
+            d_expo = 1.0 if due_exposure is None else np.broadcast_to(due_exposure, (n,))[lands]
+            d_scale = d * d_expo
+            oh, r, r2 = on_hand[lands], rate[lands], second_moment_rate[lands]
+            before = stockout_probability(oh, r * d_scale, r2 * d_scale)
+            total = oh + inbound_qty[lands]
+            after = stockout_probability(total, mean[lands], var[lands])
+            probability[lands] = np.maximum(before, after)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                late = eta[lands] > d  # the delivery lands first: it pushes the stock-out out
+                eta[lands] = np.where(late, np.where(r > 0, total / r, np.nan), eta[lands])
     predicted = as_of_s + eta
     return Scores(probability=probability, predicted_oos_s=predicted, demand_mean=mean)

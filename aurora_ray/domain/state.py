@@ -35,6 +35,7 @@ __all__ = [
     "ScoringParams",
     "SkuState",
     "apply_batch",
+    "inbound_terms",
     "model_scores",
     "moves_state",
     "raise_alerts",
@@ -47,8 +48,9 @@ TYPE_CODES: Final[dict[str, int]] = {
     EventType.STOCK_ADJUSTED: 4,
     EventType.STOCK_SNAPSHOT: 5,
     EventType.SKU_UPSERTED: 6,
+    EventType.STOCK_ORDERED: 7,
 }
-_CREATED, _CANCELLED, _RECEIVED, _ADJUSTED, _SNAPSHOT, _UPSERTED = range(1, 7)
+_CREATED, _CANCELLED, _RECEIVED, _ADJUSTED, _SNAPSHOT, _UPSERTED, _ORDERED = range(1, 8)
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -67,6 +69,10 @@ class ScoringParams:
     timer_period_s: float = 24 * 3600.0
     # The tenant's demand calendar: 168 hour-of-week shares (None: a flat week).
     week_profile: tuple[float, ...] | None = None
+    # Purchase orders on their way (stock.ordered) count as stock from their expected time on.
+    inbound: bool = True
+    # An order still not received this long after its expected time is no longer counted on.
+    inbound_grace_s: float = 24 * 3600.0
 
     @property
     def tau_s(self) -> float:
@@ -86,6 +92,9 @@ _COLUMNS: Final[dict[str, tuple[type, float]]] = {
     "last_alert": (np.float64, np.nan),  # event time of the last alert raised
     "threshold": (np.float64, np.nan),  # per-SKU override; NaN means the tenant default
     "probability": (np.float64, np.nan),  # latest score
+    "inbound_qty": (np.int64, 0),  # units on open purchase orders (stock.ordered, not received)
+    "inbound_eta": (np.float64, np.nan),  # earliest expected time of the open orders
+    "inbound_eta_last": (np.float64, np.nan),  # latest expected time of the open orders
     "partition": (np.int64, -1),  # topic partition the SKU's events come from (for timers)
 }
 
@@ -400,6 +409,7 @@ def apply_batch(
     running = np.cumsum(delta)
     on_hand = base + running - (running[seg_start] - delta[seg_start])
     known = known_before | is_set[seg_start]
+    inbound_qty, inbound_eta, inbound_last = _inbound(state, rows, code, qty, value, row_start)
 
     # -- demand: decayed sums of sales as of each event ------------------------------------------
     group = np.cumsum(first_of_row) - 1
@@ -441,6 +451,7 @@ def apply_batch(
         as_of_s=as_of,
         horizon_s=params.horizon_s,
         exposure=exposure(as_of, params.horizon_s, params.week_profile),
+        **inbound_terms(as_of, inbound_qty, inbound_eta, params),
     )
     analytic = np.where(known, scores.probability, np.nan)
     predicted = np.where(known, scores.predicted_oos_s, np.nan)
@@ -468,6 +479,9 @@ def apply_batch(
     state.cols["in_stock_s"][touched] = clock[end]
     state.cols["t_first"][touched] = t_first[end]
     state.cols["probability"][touched] = probability[end]
+    state.cols["inbound_qty"][touched] = inbound_qty[end]
+    state.cols["inbound_eta"][touched] = inbound_eta[end]
+    state.cols["inbound_eta_last"][touched] = inbound_last[end]
     return BatchOutput(
         rows=touched,
         as_of_s=as_of[end],
@@ -486,6 +500,70 @@ def apply_batch(
         event_second_moment_per_h=sums["s_qty2"] / duration * 3600.0,
         event_score=probability,
     )
+
+
+def _inbound(
+    state: SkuState, rows: I64, code: NDArray[np.int8], qty: I64, value: I64, row_start: I64
+) -> tuple[I64, F64, F64]:
+    """Open purchase orders as of each event: (units, earliest and latest expected time).
+
+    ``stock.ordered`` adds its units (``value`` is its expected time in ms); a ``stock.received``
+    takes its units off, landed orders first. Orders and receipts are a small share of a
+    stream, so they are walked one by one; every other event carries its row's last figures."""
+    base_q = state.cols["inbound_qty"][rows].astype(np.int64)
+    base_e = state.cols["inbound_eta"][rows].astype(np.float64)
+    base_l = state.cols["inbound_eta_last"][rows].astype(np.float64)
+    ordered = code == _ORDERED
+    if not ordered.any() and not (base_q > 0).any():
+        return base_q, base_e, base_l
+    with_orders = (base_q > 0) | np.isin(rows, rows[ordered])
+    idx = np.flatnonzero(with_orders & (ordered | (code == _RECEIVED)))
+    if not len(idx):
+        return base_q, base_e, base_l
+    at_q = np.empty(len(idx), dtype=np.int64)
+    at_e = np.empty(len(idx), dtype=np.float64)
+    at_l = np.empty(len(idx), dtype=np.float64)
+    open_orders: dict[int, tuple[int, float, float]] = {}
+    for k, i in enumerate(idx.tolist()):
+        row = int(rows[i])
+        units, first, last = open_orders.get(row, (int(base_q[i]), base_e[i], base_l[i]))
+        if code[i] == _ORDERED:
+            eta = float(value[i]) / 1000.0
+            units += int(qty[i])
+            first = eta if np.isnan(first) else min(first, eta)
+            last = eta if np.isnan(last) else max(last, eta)
+        else:
+            units = max(units - int(qty[i]), 0)
+            # The earliest order has landed: what is left is expected by the latest time.
+            first, last = (np.nan, np.nan) if units == 0 else (last, last)
+        open_orders[row] = (units, first, last)
+        at_q[k], at_e[k], at_l[k] = units, first, last
+    # Every event takes the figures of its row's last order or receipt at or before it.
+    pos = np.full(len(rows), -1, dtype=np.int64)
+    pos[idx] = np.arange(len(idx))
+    seen = np.maximum.accumulate(pos)
+    last_move = np.maximum(seen, 0)
+    own = (seen >= 0) & (idx[last_move] >= row_start)
+    return (
+        np.where(own, at_q[last_move], base_q),
+        np.where(own, at_e[last_move], base_e),
+        np.where(own, at_l[last_move], base_l),
+    )
+
+
+def inbound_terms(
+    as_of: F64, inbound_qty: I64, inbound_eta: F64, params: ScoringParams
+) -> dict[str, F64]:
+    """:func:`score`'s inbound arguments: the units that still count and when they land
+    (an order overdue by more than ``inbound_grace_s`` no longer counts)."""
+    due = inbound_eta - as_of
+    counted = params.inbound & ~np.isnan(due) & (due >= -params.inbound_grace_s)
+    due = np.where(counted, np.maximum(due, 0.0), np.nan)
+    return {
+        "inbound_qty": np.where(counted, inbound_qty, 0).astype(np.float64),
+        "inbound_due_s": due,
+        "due_exposure": exposure(as_of, due, params.week_profile),
+    }
 
 
 def raise_alerts(

@@ -29,6 +29,7 @@ from aurora_ray.domain.state import (
     ScoringParams,
     SkuState,
     apply_batch,
+    inbound_terms,
     model_scores,
     raise_alerts,
 )
@@ -72,6 +73,12 @@ def tick(
         as_of_s=as_of,
         horizon_s=params.horizon_s,
         exposure=exposure(as_of, params.horizon_s, params.week_profile),
+        **inbound_terms(
+            as_of,
+            state.cols["inbound_qty"][rows].astype(np.int64),
+            state.cols["inbound_eta"][rows].astype(np.float64),
+            params,
+        ),
     )
     known = np.ones(n, dtype=bool)
     second_moment = state.cols["s_qty2"][rows] * decay / duration

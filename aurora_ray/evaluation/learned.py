@@ -60,6 +60,7 @@ def training_set(
     warmup: timedelta = timedelta(weeks=20),
     seed: int = 0,
     params: ScoringParams | None = None,
+    purchase_orders: bool = True,
 ) -> TrainingSet:
     """Features and labels from a simulation that ends where the test period starts."""
     bench = build_benchmark(
@@ -69,6 +70,7 @@ def training_set(
         end=test_from,
         warmup=warmup,
         seed=seed,
+        purchase_orders=purchase_orders,
     )
     # The analytic replay, which runs the shards' timed fold (events and timer ticks): the
     # features are recorded exactly where the scores are, so there is no train/serve skew.

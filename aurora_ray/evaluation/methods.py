@@ -25,8 +25,15 @@ from numpy.typing import NDArray
 from aurora_ray.demo_stream import to_ndjson
 from aurora_ray.domain.events import parse_ndjson
 from aurora_ray.domain.features import event_features
-from aurora_ray.domain.scoring import stockout_probability
-from aurora_ray.domain.state import BatchOutput, EventBatch, ScoringParams, SkuState, apply_batch
+from aurora_ray.domain.scoring import score
+from aurora_ray.domain.state import (
+    BatchOutput,
+    EventBatch,
+    ScoringParams,
+    SkuState,
+    apply_batch,
+    inbound_terms,
+)
 from aurora_ray.domain.timers import fold_with_timers
 
 __all__ = [
@@ -156,12 +163,19 @@ class NightlyBatch:
 
     name = "nightly-batch"
 
-    def __init__(self, tenant_id: str, *, horizon_s: float = 48 * 3600.0, window_days: int = 28):
+    def __init__(
+        self,
+        tenant_id: str,
+        *,
+        horizon_s: float = 48 * 3600.0,
+        window_days: int = 28,
+        inbound: bool = True,
+    ):
         self.tenant_id = tenant_id
         self.horizon_s = horizon_s
         self.window_days = window_days
         self.state = SkuState()  # stock is tracked with the same fold; only scoring differs
-        self.params = ScoringParams(horizon_s=horizon_s)
+        self.params = ScoringParams(horizon_s=horizon_s, inbound=inbound)
         self.sales: dict[str, list[tuple[float, int]]] = {}
         self.series = Series()
         self.day: float | None = None  # the last midnight that was scored
@@ -179,8 +193,23 @@ class NightlyBatch:
                 while history and history[0][0] < since:
                     history.pop(0)
                 rate_per_s[i] = sum(q for _, q in history) / (self.window_days * _DAY_S)
-        mean = rate_per_s * self.horizon_s
-        prob = np.where(known, stockout_probability(on_hand, mean, mean), np.nan)
+        # Poisson demand (second moment rate = rate), with the open purchase orders the stream
+        # told of, as for Aurora: the batch knows what the shop has on order too.
+        at = np.full(len(keys), midnight)
+        scores = score(
+            on_hand=on_hand,
+            rate=rate_per_s,
+            second_moment_rate=rate_per_s,
+            as_of_s=at,
+            horizon_s=self.horizon_s,
+            **inbound_terms(
+                at,
+                self.state.col("inbound_qty").astype(np.int64),
+                self.state.col("inbound_eta").astype(np.float64),
+                self.params,
+            ),
+        )
+        prob = np.where(known, scores.probability, np.nan)
         skus = [_sku_of(k) for k in keys]
         times = np.full(len(keys), midnight)
         self.series.add(skus, times, prob)
@@ -244,7 +273,8 @@ def make_predictor(
     if name == "aurora-analytic":
         return AuroraAnalytic(tenant_id, params)
     if name == "nightly-batch":
-        return NightlyBatch(tenant_id, horizon_s=(params or ScoringParams()).horizon_s)
+        params = params or ScoringParams()
+        return NightlyBatch(tenant_id, horizon_s=params.horizon_s, inbound=params.inbound)
     if name == "xgboost":
         if model is None:
             raise ValueError("the xgboost method needs a trained model")

@@ -60,6 +60,8 @@ class EvaluationConfig:
     # fitted from its own history) and score with it; False: a flat week.
     calendar: bool = True
     through_pipeline: bool = False  # also send the stream through HTTP -> Kafka -> shards
+    # The shop sends its purchase orders (stock.ordered) as it places them (see ADR-005).
+    purchase_orders: bool = True
 
 
 @dataclass
@@ -372,7 +374,12 @@ def evaluate(
     tenant_id = str(uuid.UUID(int=0x5EED))
     progress("simulating the inventory around the real demand")
     bench = build_benchmark(
-        path, tenant_id=tenant_id, test_from=config.test_from, end=config.end, seed=config.seed
+        path,
+        tenant_id=tenant_id,
+        test_from=config.test_from,
+        end=config.end,
+        seed=config.seed,
+        purchase_orders=config.purchase_orders,
     )
     truth = _truth(bench)
     truth.inbound = _inbound(bench)
@@ -385,6 +392,7 @@ def evaluate(
         "data": str(path),
         "test_from": config.test_from.isoformat(),
         "horizon_h": config.horizon_s / _HOUR,
+        "purchase_orders": config.purchase_orders,
         "skus": len(bench.skus),
         "events": len(events),
         "test_episodes": len(truth.test_episodes),
@@ -404,6 +412,7 @@ def evaluate(
             test_from=config.test_from,
             horizon_s=config.horizon_s,
             params=config.params,
+            purchase_orders=config.purchase_orders,
         )
         model = train_xgboost(data)
         results["xgboost_training_rows"] = len(data)
@@ -428,6 +437,7 @@ def evaluate(
                 seed=config.seed,
                 on_event=_closed_loop_callback(name, tenant_id, config, model),
                 keep_events=False,
+                purchase_orders=config.purchase_orders,
             )
             loop[name] = _loop_outcome(run)
         base = loop["none"]["stockout_episodes"]

@@ -293,6 +293,7 @@ def simulate(
     snapshot_every_days: int = 7,
     id_prefix: str = "eval",
     keep_events: bool = True,
+    purchase_orders: bool = True,
 ) -> SimulationResult:
     """Replay the order lines of ``demand`` in ``[start, end)`` against the SKUs' policies.
 
@@ -309,6 +310,9 @@ def simulate(
     the line in ``demand``), ``{id_prefix}-rcv-{sku}-{n}`` (n-th delivery of the SKU) and
     ``{id_prefix}-snap-{sku}-{day}`` (day index from the start). ``order_id`` is the invoice.
     With ``keep_events=False`` the envelopes are only passed to ``on_event`` (saves memory).
+    With ``purchase_orders`` every order placed with the supplier is sent as it is placed
+    (``stock.ordered`` with its quantity and ``expected_at``, the time it will land; id
+    ``{id_prefix}-po-{sku}-{n}``, n-th order of the SKU), as a retailer's ERP would.
     """
     started = time.perf_counter()
     uuid.UUID(tenant_id)  # a GUID, as ingest requires
@@ -371,6 +375,7 @@ def simulate(
     po_expedited: list[bool] = []
     po_delivered: list[bool] = []
     deliveries_of = [0] * n
+    orders_of = [0] * n
     ch_t: list[int] = []  # every change of on-hand: time, SKU, on-hand after
     ch_i: list[int] = []
     ch_v: list[int] = []
@@ -391,6 +396,7 @@ def simulate(
         "order.created": 0,
         "stock.received": 0,
         "stock.snapshot": 0,
+        "stock.ordered": 0,
     }
     requested = 0
     placed_expedites = 0
@@ -406,6 +412,24 @@ def simulate(
         po_expedited.append(expedited)
         po_delivered.append(False)
         heapq.heappush(pending, (arrives, po, i, qty))
+        if purchase_orders:
+            counts["stock.ordered"] += 1
+            emit(
+                {
+                    "tenant_id": tenant_id,
+                    "event_type": "stock.ordered",
+                    "payload": {
+                        "sku": skus[i],
+                        "warehouse": warehouse,
+                        "qty": qty,
+                        "expected_at": _stamp(arrives),
+                    },
+                    "event_id": f"{id_prefix}-po-{skus[i]}-{orders_of[i]}",
+                    "occurred_at": _stamp(now),
+                },
+                now,
+            )
+            orders_of[i] += 1
 
     def react(event: dict[str, Any], now: int) -> None:
         nonlocal requested, placed_expedites
@@ -808,6 +832,7 @@ def build_benchmark(
     seed: int = 0,
     on_event: OnEvent | None = None,
     keep_events: bool = True,
+    purchase_orders: bool = True,
 ) -> Benchmark:
     """Load, clean (caps fitted before ``test_from``), split, scope, size and simulate.
 
@@ -829,6 +854,7 @@ def build_benchmark(
         tenant_id=tenant_id,
         on_event=on_event,
         keep_events=keep_events,
+        purchase_orders=purchase_orders,
     )
     stats = stockout_stats(result, cut.to_pydatetime(), stop.to_pydatetime())
     return Benchmark(

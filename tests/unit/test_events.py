@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -94,6 +95,13 @@ VALID_LINE = line(EventType.STOCK_RECEIVED, {"sku": "OK", "warehouse": "WH1", "q
         ),
         # catalogue-only upsert: no initial_stock, so value -1 (stock untouched)
         (EventType.SKU_UPSERTED, {"sku": "SKU-1", "warehouse": "WH1"}, 0, -1),
+        # a purchase order: value is its expected time in epoch ms
+        (
+            EventType.STOCK_ORDERED,
+            {"sku": "SKU-1", "warehouse": "WH1", "qty": 40, "expected_at": "2025-06-02T08:00:00Z"},
+            40,
+            1_748_851_200_000,
+        ),
     ],
 )
 def test_valid_event_is_accepted_and_normalised(
@@ -132,7 +140,28 @@ def test_every_known_type_is_covered() -> None:
         "stock.adjusted",
         "stock.snapshot",
         "sku.upserted",
+        "stock.ordered",
     }
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "words"),
+    [
+        ({"qty": 5}, "payload.expected_at", "missing"),
+        ({"qty": 5, "expected_at": "2025-06-02T08:00:00"}, "payload.expected_at", "time zone"),
+        ({"qty": 0, "expected_at": "2025-06-02T08:00:00Z"}, "payload.qty", ">= 1"),
+        ({"qty": 5, "expected_at": "soon"}, "payload.expected_at", "datetime"),
+    ],
+)
+def test_a_bad_purchase_order_names_its_field(
+    payload: dict[str, Any], field: str, words: str
+) -> None:
+    parsed = parse(line(EventType.STOCK_ORDERED, {"sku": "SKU-1", "warehouse": "WH1", **payload}))
+
+    assert parsed.events == []
+    [error] = parsed.errors
+    assert (error.line, error.field) == (1, field)
+    assert words in error.message
 
 
 def test_missing_event_id_gets_a_fresh_uuid() -> None:
@@ -507,6 +536,11 @@ def _valid_events(draw: st.DrawFn) -> tuple[str, dict[str, Any], int, int]:
     elif event_type == EventType.STOCK_SNAPSHOT:
         value = draw(st.integers(min_value=0, max_value=10**9))
         payload["on_hand"] = value
+    elif event_type == EventType.STOCK_ORDERED:
+        qty = draw(positive)
+        value = draw(st.integers(min_value=0, max_value=4_102_444_800_000))  # to 2100
+        stamp = datetime.fromtimestamp(value / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+        payload |= {"qty": qty, "expected_at": stamp}
     else:
         value = draw(st.integers(min_value=0, max_value=10**9))
         payload["initial_stock"] = value

@@ -72,6 +72,13 @@ def upsert(sku: str = "A", t: float = 0.0, initial: int = 0, wh: str = "W1") -> 
     return ev(EventType.SKU_UPSERTED, sku, t, value=initial, wh=wh)
 
 
+def po(
+    sku: str = "A", t: float = 0.0, qty: int = 1, due: float = 0.0, wh: str = "W1"
+) -> StreamEvent:
+    """A purchase order placed at ``T0 + t``, expected at ``T0 + due``."""
+    return ev(EventType.STOCK_ORDERED, sku, t, qty=qty, value=round((T0 + due) * 1000), wh=wh)
+
+
 def run(
     state: SkuState, events: list[StreamEvent], params: ScoringParams = PARAMS
 ) -> BatchOutput:
@@ -448,8 +455,9 @@ SKUS = ("A", "B", "C")
 ALL_TYPES = (
     EventType.ORDER_CREATED, EventType.ORDER_CANCELLED, EventType.STOCK_RECEIVED,
     EventType.STOCK_ADJUSTED, EventType.STOCK_SNAPSHOT, EventType.SKU_UPSERTED,
+    EventType.STOCK_ORDERED,
 )
-MOVE_TYPES = ALL_TYPES[:4] + (EventType.SKU_UPSERTED,)
+MOVE_TYPES = ALL_TYPES[:4] + (EventType.SKU_UPSERTED, EventType.STOCK_ORDERED)
 
 
 @st.composite
@@ -466,8 +474,10 @@ def event_lists(draw: st.DrawFn, types: tuple[str, ...] = ALL_TYPES) -> list[Str
             amount = draw(st.integers(0, 500))
         else:
             amount = draw(st.integers(1, 50))
-        if event_type in (EventType.STOCK_ADJUSTED, EventType.STOCK_SNAPSHOT,
-                          EventType.SKU_UPSERTED):
+        if event_type == EventType.STOCK_ORDERED:
+            events.append(po(sku, t, qty=amount, due=t + draw(st.integers(0, 5 * 24)) * HOUR))
+        elif event_type in (EventType.STOCK_ADJUSTED, EventType.STOCK_SNAPSHOT,
+                            EventType.SKU_UPSERTED):
             events.append(ev(event_type, sku, t, value=amount))
         else:
             events.append(ev(event_type, sku, t, qty=amount))
@@ -500,7 +510,8 @@ def test_replay_is_independent_of_batch_boundaries(
         np.testing.assert_array_equal(other.col("stock_known"), whole.col("stock_known"))
         for name in ("s_qty", "s_qty2"):
             assert np.allclose(other.col(name), whole.col(name), rtol=1e-9, atol=1e-12), name
-        for name in ("t_ref", "t_first", "t_last"):
+        for name in ("t_ref", "t_first", "t_last", "inbound_qty", "inbound_eta",
+                     "inbound_eta_last"):
             np.testing.assert_array_equal(other.col(name), whole.col(name), err_msg=name)
 
 
@@ -567,3 +578,85 @@ def test_risk_rises_when_stock_falls(
     p_high = value_of(state, "probability", "HIGH@W1")
     assert not math.isnan(p_low) and not math.isnan(p_high)
     assert p_low >= p_high
+
+
+# --------------------------------------------------------------------------- purchase orders
+
+
+def steady(state: SkuState, *, stock: int, days: int = 10, per_day: int = 10) -> None:
+    """A SKU selling ``per_day`` units a day for ``days`` days, ending with ``stock`` on hand."""
+    run(state, [upsert("A", 0, initial=stock + days * per_day)])
+    run(state, [sale("A", (24 * d + h) * HOUR, 1) for d in range(days) for h in range(per_day)])
+
+
+def test_a_purchase_order_moves_no_stock_until_it_is_received() -> None:
+    state = SkuState()
+    run(state, [upsert("A", 0, initial=5), po("A", HOUR, qty=40, due=49 * HOUR)])
+    assert on_hand(state) == 5
+    assert value_of(state, "inbound_qty") == 40
+    assert value_of(state, "inbound_eta") == T0 + 49 * HOUR
+
+    run(state, [receive("A", 49 * HOUR, qty=40)])
+    assert on_hand(state) == 45
+    assert value_of(state, "inbound_qty") == 0
+    assert math.isnan(value_of(state, "inbound_eta"))
+
+
+def test_a_receipt_closes_the_earliest_order_and_the_latest_stays_expected() -> None:
+    state = SkuState()
+    run(state, [upsert("A", 0, initial=5), po("A", 0, 30, due=24 * HOUR)])
+    run(state, [po("A", HOUR, 20, due=72 * HOUR)])
+    assert (value_of(state, "inbound_eta"), value_of(state, "inbound_eta_last")) == (
+        T0 + 24 * HOUR, T0 + 72 * HOUR,
+    )
+    run(state, [receive("A", 24 * HOUR, qty=30)])
+    assert value_of(state, "inbound_qty") == 20
+    assert value_of(state, "inbound_eta") == T0 + 72 * HOUR
+    run(state, [receive("A", 30 * HOUR, qty=50)])  # more than was on order: nothing left
+    assert value_of(state, "inbound_qty") == 0
+
+
+def test_a_delivery_landing_before_the_stock_runs_out_lowers_the_risk() -> None:
+    # 10 units a day, 12 left: without help the SKU runs out in ~29 h, inside the 48 h horizon.
+    alone, helped, late = SkuState(), SkuState(), SkuState()
+    for state in (alone, helped, late):
+        steady(state, stock=12)
+    now = 10 * 24 * HOUR
+    p_alone = out_for(run(alone, [sale("A", now, 1)]), alone, "A@W1", "probability")
+    out = run(helped, [po("A", now - HOUR, 100, due=now + 6 * HOUR), sale("A", now, 1)])
+    p_helped = out_for(out, helped, "A@W1", "probability")
+    out = run(late, [po("A", now - HOUR, 100, due=now + 40 * HOUR), sale("A", now, 1)])
+    p_late = out_for(out, late, "A@W1", "probability")
+
+    assert p_alone > 0.7
+    assert p_helped < 0.1  # 6 h of demand cannot empty 11 units; 111 units cover the horizon
+    assert p_helped < p_late <= p_alone  # landing at 40 h helps less: the stock may be gone first
+
+
+def test_an_order_overdue_past_the_grace_no_longer_counts() -> None:
+    params = ScoringParams(inbound_grace_s=12 * HOUR)
+    now = 10 * 24 * HOUR
+    fresh, overdue = SkuState(), SkuState()
+    for state in (fresh, overdue):
+        steady(state, stock=12)
+    p_fresh = out_for(
+        run(fresh, [po("A", now - HOUR, 100, due=now - 6 * HOUR), sale("A", now, 1)], params),
+        fresh, "A@W1", "probability",
+    )
+    p_overdue = out_for(
+        run(overdue, [po("A", now - HOUR, 100, due=now - 13 * HOUR), sale("A", now, 1)], params),
+        overdue, "A@W1", "probability",
+    )
+    assert p_fresh < 0.1  # 6 h late: still expected any moment
+    assert p_overdue > 0.7  # 13 h late with a 12 h grace: not counted on any more
+
+
+def test_inbound_can_be_switched_off() -> None:
+    now = 10 * 24 * HOUR
+    on, off = SkuState(), SkuState()
+    for state in (on, off):
+        steady(state, stock=12)
+    events = [po("A", now - HOUR, 100, due=now + 6 * HOUR), sale("A", now, 1)]
+    p_on = out_for(run(on, events), on, "A@W1", "probability")
+    p_off = out_for(run(off, events, ScoringParams(inbound=False)), off, "A@W1", "probability")
+    assert p_on < 0.1 < 0.7 < p_off
