@@ -2,7 +2,7 @@
 
 :func:`run_backfill` is what ``python -m jobs.backfill`` runs (see :mod:`aurora_ray.backfill` for
 the rules). Phases, each reported to Redis and logged: ``validating`` → ``deduplicating`` →
-``writing`` (fact_order) → ``producing`` (the topic) → ``folding`` (waits, bounded, until the
+``producing`` (the topic, while a thread writes fact_order) → ``folding`` (waits, bounded, until the
 shards have read everything produced) → ``succeeded``; or ``failed`` with the error.
 
 :func:`submit_backfill` records the backfill as ``submitted`` and submits the Ray job through the
@@ -58,12 +58,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TERMINAL_STATES: Final = frozenset({"succeeded", "failed"})
-PRODUCE_BATCH: Final = 200_000
+PRODUCE_BATCH: Final = 500_000  # acknowledged (flushed) as a whole: a retry resumes after it
 ORDER_BATCH: Final = 250_000
 LEDGER: Final = "backfill_ledger"
 _PROGRESS_TTL_S: Final = 30 * 24 * 3600
 # Share of the progress fraction each phase ends at.
-_PHASE_END: Final = {"validating": 0.45, "deduplicating": 0.5, "writing": 0.6, "producing": 0.9}
+_PHASE_END: Final = {"validating": 0.45, "deduplicating": 0.5, "producing": 0.9}
 
 
 def new_backfill_id() -> str:
@@ -262,36 +262,35 @@ def _run(
     if own is None:
         write_ledger(wh, tenant_id, backfill_id, plan.take(["event_id", "ts_ms"]))
     phase("deduplicating")
-    progress.counts(counts, progress=_PHASE_END["deduplicating"], state="writing")
 
-    # 3. fact_order, in batches named after the backfill (a retry replaces the same files).
+    # 3. fact_order (in batches named after the backfill: a retry replaces the same files) in
+    #    a background thread, while 4. the topic gets every event in event-time order (a retry
+    #    resumes after what was acknowledged). The two are independent: the warehouse sink skips
+    #    backfill records, and the shards never read fact_order; both end before "folding".
     is_order = pc.equal(plan.source.column("event_type"), EventType.ORDER_CREATED)
     order_plan = Plan(plan.source, plan.rows[is_order.to_numpy(zero_copy_only=False)[plan.rows]])
+    del is_order
     columns = ["event_id", "ts_ms", "event_type", "sku", "warehouse", "order_id", "qty", "price",
                "currency"]  # fmt: skip
+    batches = (len(order_plan) + ORDER_BATCH - 1) // ORDER_BATCH
+    writing_began = time.monotonic()
 
-    def write(n: int) -> int:
-        part = order_plan.take(columns, n * ORDER_BATCH, ORDER_BATCH)
-        rows = fact_order_rows(part, ingested_at_ms=received_ms)
-        result = wh.write_fact_order(tenant_id, rows, batch_id=f"{backfill_id}-{n:05d}")
-        return int(result.rows)
+    def write_all() -> float:
+        for n in range(batches):
+            part = order_plan.take(columns, n * ORDER_BATCH, ORDER_BATCH)
+            rows = fact_order_rows(part, ingested_at_ms=received_ms)
+            written = wh.write_fact_order(tenant_id, rows, batch_id=f"{backfill_id}-{n:05d}")
+            counts.written += int(written.rows)  # read by the progress updates below
+        return time.monotonic() - writing_began
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fact-order") as pool:
-        batches = range((len(order_plan) + ORDER_BATCH - 1) // ORDER_BATCH)
-        for written in pool.map(write, batches):
-            counts.written += written
-            share = counts.written / max(1, len(order_plan))
-            span = _PHASE_END["writing"] - _PHASE_END["deduplicating"]
-            progress.counts(counts, progress=_PHASE_END["deduplicating"] + span * share)
-    phase("writing")
-    progress.counts(counts, progress=_PHASE_END["writing"], state="producing")
-    plan.source = plan.source.select(["key", "record"])  # frees the other columns' buffers
-    order_plan.source, is_order = plan.source, None
-
-    # 4. The topic, in event-time order; a retry resumes after what was acknowledged.
+    progress.counts(counts, progress=_PHASE_END["deduplicating"], state="producing")
     resume = int(previous.get("produce_acked", "0")) if own is not None else 0
-    _produce(settings, kafka, tenant_id, backfill_id, plan, resume, counts, progress)
-    phase("producing")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fact-order") as pool:
+        writer = pool.submit(write_all)
+        _produce(settings, kafka, tenant_id, backfill_id, plan, resume, counts, progress)
+        phase("producing")
+        result.seconds["writing"] = writer.result()  # re-raises a failed write
+    progress.counts(counts, progress=_PHASE_END["producing"])
 
 
 def _empty_accepted() -> pa.Table:
@@ -316,16 +315,18 @@ def _produce(
         (BACKFILL_ID_HEADER, backfill_id.encode()),
     ]
     counts.produced = min(resume, len(plan))
-    span = _PHASE_END["producing"] - _PHASE_END["writing"]
+    span = _PHASE_END["producing"] - _PHASE_END["deduplicating"]
     for start in range(counts.produced, len(plan), PRODUCE_BATCH):
         part = plan.take(["key", "record"], start, PRODUCE_BATCH)
-        keys = [k.encode() if k is not None else None for k in part.column("key").to_pylist()]
+        keys = part.column("key").cast(pa.binary()).to_pylist()
         records = list(zip(keys, part.column("record").to_pylist(), strict=True))
         kafka.produce_all(topic, records, headers=headers)
         counts.produced = start + len(part)
         share = counts.produced / max(1, len(plan))
         progress.counts(
-            counts, progress=_PHASE_END["writing"] + span * share, produce_acked=counts.produced
+            counts,
+            progress=_PHASE_END["deduplicating"] + span * share,
+            produce_acked=counts.produced,
         )
 
 

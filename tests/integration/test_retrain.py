@@ -138,3 +138,16 @@ def test_retrain_job_through_the_job_submission_api(stack) -> None:
 def test_a_tenant_without_history_fails_with_a_clear_error(stack) -> None:
     with pytest.raises(ValueError, match="no fact_prediction rows"):
         run_retrain(stack.settings, tenant_id=str(uuid.uuid4()))
+
+
+def test_max_rows_trains_on_a_seeded_sample_of_the_labelled_rows(stack) -> None:
+    tenant_id = _tenant_with_history(stack)
+    lines: list[str] = []
+    result = run_retrain(
+        stack.settings, tenant_id=tenant_id, progress=lines.append, rounds=20, max_rows=2_000,
+        promote=False,
+    )  # fmt: skip
+    labelled = result.rows["labelled"]
+    assert labelled > 2_000
+    assert result.rows["train"] + result.rows["held_out"] <= 2_000
+    assert any(f"sampled 2000 of {labelled}" in line for line in lines), lines
