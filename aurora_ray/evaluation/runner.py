@@ -74,8 +74,8 @@ class _Truth:
     # Test episodes a drain signal can announce: not emptied by one order line bigger than a
     # horizon's mean demand (see _single_order_share).
     drain_episodes: m.Episodes | None = None
-    # Purchase orders per SKU: (placed, arrives) epoch seconds. The stream carries no open
-    # purchase orders, so no stream-only method knows of a delivery on its way.
+    # Purchase orders per SKU: (placed, arrives) epoch seconds (in the stream as stock.ordered
+    # unless the run leaves them out).
     inbound: dict[str, tuple[F64, F64]] = field(default_factory=dict)
 
 
