@@ -133,7 +133,13 @@ def generate_history(
     periods = int(np.floor((gen_days + review_days) / review_days)) + 1
     group = sku * periods + period
     order = np.lexsort((t_days, group))
-    sku, t_days, qty, period, group = (a[order] for a in (sku, t_days, qty, period, group))
+    sku, t_days, qty, period, group = (
+        sku[order],
+        t_days[order],
+        qty[order],
+        period[order],
+        group[order],
+    )
     # Units asked within each (SKU, period) before each order; lost sales beyond the level.
     cum = np.cumsum(qty)
     starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
@@ -142,7 +148,8 @@ def generate_history(
     room = level[sku] - asked_before
     placed = room > 0
     qty = np.minimum(qty, room)
-    sku, t_days, qty, period, group = (a[placed] for a in (sku, t_days, qty, period, group))
+    sku, t_days, qty = sku[placed], t_days[placed], qty[placed]
+    period, group = period[placed], group[placed]
     left = level[sku] - (asked_before[placed] + qty)  # on hand after the order
     empties = left == 0
 
