@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,11 +11,13 @@ import redis
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.auth import Principal
 from aurora_ray.export import (
     ALERT_COLUMNS,
     PREDICTION_COLUMNS,
     CsvExport,
+    ExportFilter,
     ExportParamError,
     export_alerts,
     export_predictions,
@@ -75,6 +78,34 @@ def _stream(export: CsvExport, tenant_id: str) -> StreamingResponse:
     )
 
 
+def _respond(
+    make: Callable[[RedisStore, str, ExportFilter], CsvExport],
+    ctx: ApiContext,
+    who: Principal,
+    since: str | None,
+    until: str | None,
+    sku: str | None,
+    warehouse: str | None,
+    min_probability: str | None,
+) -> Any:
+    """The export ``make`` builds for the token's tenant, streamed; or the error naming what is
+    wrong (422) or that Redis does not answer (503)."""
+    try:
+        flt = parse_filter(
+            since=since,
+            until=until,
+            sku=sku,
+            warehouse=warehouse,
+            min_probability=min_probability,
+        )
+        export = make(ctx.store, who.tenant_id, flt)
+    except ExportParamError as exc:
+        return _error(422, "invalid_parameter", str(exc), exc.param)
+    except redis.RedisError as exc:
+        return _error(503, "unavailable", f"Redis does not answer: {exc}")
+    return _stream(export, who.tenant_id)
+
+
 def router() -> APIRouter:
     api = APIRouter()
 
@@ -94,20 +125,7 @@ def router() -> APIRouter:
         who: Principal = Depends(require("alerts:read")),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
     ) -> Any:
-        try:
-            flt = parse_filter(
-                since=since,
-                until=until,
-                sku=sku,
-                warehouse=warehouse,
-                min_probability=min_probability,
-            )
-            export = export_alerts(ctx.store, who.tenant_id, flt)
-        except ExportParamError as exc:
-            return _error(422, "invalid_parameter", str(exc), exc.param)
-        except redis.RedisError as exc:
-            return _error(503, "unavailable", f"Redis does not answer: {exc}")
-        return _stream(export, who.tenant_id)
+        return _respond(export_alerts, ctx, who, since, until, sku, warehouse, min_probability)
 
     @api.get(
         "/exports/predictions.csv",
@@ -125,19 +143,6 @@ def router() -> APIRouter:
         who: Principal = Depends(require("alerts:read")),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
     ) -> Any:
-        try:
-            flt = parse_filter(
-                since=since,
-                until=until,
-                sku=sku,
-                warehouse=warehouse,
-                min_probability=min_probability,
-            )
-            export = export_predictions(ctx.store, who.tenant_id, flt)
-        except ExportParamError as exc:
-            return _error(422, "invalid_parameter", str(exc), exc.param)
-        except redis.RedisError as exc:
-            return _error(503, "unavailable", f"Redis does not answer: {exc}")
-        return _stream(export, who.tenant_id)
+        return _respond(export_predictions, ctx, who, since, until, sku, warehouse, min_probability)
 
     return api
