@@ -60,14 +60,17 @@ def _ray_address(target: Target) -> str:
 
 
 def _job_env(target: Target) -> dict[str, str]:
+    """The environment a submitted job gets (``ray_jobs.job_env``: shard and partition counts
+    too, which the backfill's wait for the shards needs), pointed at the stack's Ray."""
+    from aurora_ray.ray_jobs import job_env
+
     s = target.settings
+    address = _ray_address(target)
     return {
         **os.environ,
-        "RAY_ADDRESS": _ray_address(target),
-        "AURORA_REDIS_URL": s.redis_url,
-        "AURORA_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-        "AURORA_DATA_DIR": str(s.data_dir),
-        "AURORA_WAREHOUSE_URI": s.warehouse_uri,
+        **job_env(s),
+        "RAY_ADDRESS": address,
+        "AURORA_RAY_ADDRESS": address,
         "AURORA_JWT_SECRET": s.jwt_secret.get_secret_value(),
     }
 
