@@ -35,7 +35,7 @@ class BackfillAccepted(BaseModel):
 class BackfillStatusOut(BaseModel):
     id: str
     state: Literal[
-        "submitted", "validating", "deduplicating", "writing", "producing", "folding",
+        "submitted", "validating", "deduplicating", "producing", "folding",
         "succeeded", "failed",
     ]  # fmt: skip
     progress: float = Field(ge=0, le=1)
