@@ -6,12 +6,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from aurora_ray.api_models import AlertOut, PredictionOut, ThresholdsOut, ThresholdUpdate
 from aurora_ray.auth import Principal
 from serve.context import ApiContext
 from serve.deps import context, require
+
+_json = msgspec.json.Encoder()
 
 
 def _link_next(request: Request, response: Response, name: str, value: str) -> None:
@@ -52,9 +55,13 @@ def router() -> APIRouter:
             )
         except ValueError as exc:
             raise HTTPException(400, detail=f"invalid cursor: {exc}") from exc
+        headers = {}
         if page.next_cursor:
             _link_next(request, response, "cursor", page.next_cursor)
-        return page.alerts
+            headers["Link"] = response.headers["Link"]
+        # The stored alerts are AlertOut's fields already: encode them as they are, without a
+        # second validation of each one (the hot read path; response_model documents it).
+        return Response(_json.encode(page.alerts), media_type="application/json", headers=headers)
 
     @api.get("/stock/predictions", response_model=list[PredictionOut], tags=["stock"])
     def list_predictions(

@@ -279,11 +279,15 @@ class RedisStore:
         offset, scanned = 0, 0
         last_seen: tuple[float, str] | None = None
         exhausted = False
+        # Unfiltered, a page needs its own alerts and one more (is there a next page?), plus the
+        # few a cursor skips at its own score: fetch no more than that from Redis.
+        filtered = warehouse is not None or min_probability is not None
+        fetch = _ALERT_FETCH_CHUNK if filtered else min(_ALERT_FETCH_CHUNK, limit + 8)
         while len(out) <= limit and scanned < _ALERT_SCAN_LIMIT:
             chunk = cast(
                 list[tuple[bytes, float]],
                 self.client.zrevrangebyscore(
-                    key, high, low, start=offset, num=_ALERT_FETCH_CHUNK, withscores=True
+                    key, high, low, start=offset, num=fetch, withscores=True
                 ),
             )
             if not chunk:
