@@ -311,6 +311,9 @@ def bench(
     ),
     haproxy: Annotated[bool, typer.Option(help="Serve's HAProxy ingress")] = True,
     port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+    e2e_rate: Annotated[
+        int | None, typer.Option(min=1, help="events/s offered in the e2e scenario")
+    ] = None,
 ) -> None:
     """Benchmark Aurora beside the same-run raw limits of this machine (code in bench/)."""
     import importlib
@@ -328,6 +331,7 @@ def bench(
         haproxy=haproxy,
         port=port,
         progress=lambda msg: console.print(msg, style="dim", markup=False, highlight=False),
+        e2e_rate=e2e_rate,
     )
     console.print(md_path.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"written: {json_path} and {md_path}")
