@@ -27,7 +27,7 @@ def router() -> APIRouter:
     api = APIRouter()
 
     @api.get("/stock/alerts", response_model=list[AlertOut], tags=["stock"])
-    def list_alerts(
+    async def list_alerts(
         request: Request,
         response: Response,
         sku: str | None = None,
@@ -44,7 +44,7 @@ def router() -> APIRouter:
         if since is not None and since.tzinfo is None:
             raise HTTPException(422, detail="since must carry a time zone, e.g. ...Z")
         try:
-            page = ctx.store.alerts(
+            page = await ctx.store.alerts_async(
                 who.tenant_id,
                 sku=sku,
                 warehouse=warehouse,

@@ -35,6 +35,7 @@ from typing import Any, cast
 
 import msgspec
 import redis
+import redis.asyncio
 from redis.commands.core import Script
 from redis.typing import EncodableT, FieldT
 
@@ -94,12 +95,94 @@ def alert_member(alert: Mapping[str, Any]) -> str:
     return json.dumps(ordered, separators=(",", ":"))
 
 
+class _AlertScan:
+    """One page of alerts, newest first, read in chunks of the tenant's (or SKU's) sorted set
+    and filtered here; the same steps for the blocking and the asyncio client."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        sku: str | None,
+        warehouse: str | None,
+        since_ms: float | None,
+        min_probability: float | None,
+        limit: int,
+        cursor: str | None,
+    ) -> None:
+        self.key = _k(tenant_id, "alerts", "sku", sku) if sku else _k(tenant_id, "alerts")
+        self.low = "-inf" if since_ms is None else repr(float(since_ms))
+        self.high = "+inf"
+        self.after: tuple[float, str] | None = None
+        if cursor:
+            score_text, _, after_id = cursor.partition(":")
+            self.after = (float(score_text), after_id)
+            self.high = repr(self.after[0])
+        self.warehouse, self.min_probability, self.limit = warehouse, min_probability, limit
+        # Unfiltered, a page needs its own alerts and one more (is there a next page?), plus the
+        # few a cursor skips at its own score: fetch no more than that from Redis.
+        filtered = warehouse is not None or min_probability is not None
+        self.fetch = _ALERT_FETCH_CHUNK if filtered else min(_ALERT_FETCH_CHUNK, limit + 8)
+        self.out: list[dict[str, Any]] = []
+        self.offset = self.scanned = 0
+        self.last_seen: tuple[float, str] | None = None
+        self.exhausted = False
+
+    def wants_more(self) -> bool:
+        return (
+            not self.exhausted and len(self.out) <= self.limit and self.scanned < _ALERT_SCAN_LIMIT
+        )
+
+    def request(self) -> tuple[str, str, str, int, int]:
+        """``ZREVRANGEBYSCORE`` arguments: key, max, min, start, num."""
+        return self.key, self.high, self.low, self.offset, self.fetch
+
+    def feed(self, chunk: Any) -> None:
+        members = cast(list[tuple[bytes, float]], chunk)
+        if not members:
+            self.exhausted = True
+            return
+        self.offset += len(members)
+        self.scanned += len(members)
+        after, out = self.after, self.out
+        for member, score in members:
+            alert = json.loads(member)
+            self.last_seen = (score, alert["alert_id"])
+            if after and score == after[0] and alert["alert_id"] >= after[1]:
+                continue
+            if self.warehouse and alert["warehouse"] != self.warehouse:
+                continue
+            if self.min_probability is not None and alert["probability"] < self.min_probability:
+                continue
+            alert["_score"] = score
+            out.append(alert)
+            if len(out) > self.limit:
+                break
+
+    def page(self) -> AlertPage:
+        out, limit = self.out, self.limit
+        next_cursor = None
+        if len(out) > limit:
+            last = out[limit - 1]
+            next_cursor = f"{last['_score']!r}:{last['alert_id']}"
+            out = out[:limit]
+        elif (
+            not self.exhausted and self.last_seen is not None and self.scanned >= _ALERT_SCAN_LIMIT
+        ):
+            # The scan bound was reached before the page filled: let the client go on from
+            # the last alert looked at (the page may be short, even empty).
+            next_cursor = f"{self.last_seen[0]!r}:{self.last_seen[1]}"
+        for alert in out:
+            alert.pop("_score", None)
+        return AlertPage(out, next_cursor)
+
+
 class RedisStore:
     """All Redis access of Aurora. Cheap to construct; connects on first use."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._client: redis.Redis | None = None
+        self._aclient: redis.asyncio.Redis | None = None
         self._write_predictions: Script | None = None
 
     @property
@@ -108,8 +191,15 @@ class RedisStore:
             self._client = redis.Redis.from_url(self.url, socket_timeout=10)
         return self._client
 
+    @property
+    def aclient(self) -> redis.asyncio.Redis:
+        """An asyncio client, for use on one event loop (the API replica's)."""
+        if self._aclient is None:
+            self._aclient = redis.asyncio.Redis.from_url(self.url, socket_timeout=10)
+        return self._aclient
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "_client": None}
+        return {"url": self.url, "_client": None, "_aclient": None}
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -267,59 +357,29 @@ class RedisStore:
         cursor: str | None = None,
     ) -> AlertPage:
         """Newest first. ``cursor`` is ``"<score>:<alert_id>"`` of the last alert already seen."""
-        key = _k(tenant_id, "alerts", "sku", sku) if sku else _k(tenant_id, "alerts")
-        low = "-inf" if since_ms is None else repr(float(since_ms))
-        high: str = "+inf"
-        after: tuple[float, str] | None = None
-        if cursor:
-            score_text, _, after_id = cursor.partition(":")
-            after = (float(score_text), after_id)
-            high = repr(after[0])
-        out: list[dict[str, Any]] = []
-        offset, scanned = 0, 0
-        last_seen: tuple[float, str] | None = None
-        exhausted = False
-        # Unfiltered, a page needs its own alerts and one more (is there a next page?), plus the
-        # few a cursor skips at its own score: fetch no more than that from Redis.
-        filtered = warehouse is not None or min_probability is not None
-        fetch = _ALERT_FETCH_CHUNK if filtered else min(_ALERT_FETCH_CHUNK, limit + 8)
-        while len(out) <= limit and scanned < _ALERT_SCAN_LIMIT:
-            chunk = cast(
-                list[tuple[bytes, float]],
-                self.client.zrevrangebyscore(
-                    key, high, low, start=offset, num=fetch, withscores=True
-                ),
-            )
-            if not chunk:
-                exhausted = True
-                break
-            offset += len(chunk)
-            scanned += len(chunk)
-            for member, score in chunk:
-                alert = json.loads(member)
-                last_seen = (score, alert["alert_id"])
-                if after and score == after[0] and alert["alert_id"] >= after[1]:
-                    continue
-                if warehouse and alert["warehouse"] != warehouse:
-                    continue
-                if min_probability is not None and alert["probability"] < min_probability:
-                    continue
-                alert["_score"] = score
-                out.append(alert)
-                if len(out) > limit:
-                    break
-        next_cursor = None
-        if len(out) > limit:
-            last = out[limit - 1]
-            next_cursor = f"{last['_score']!r}:{last['alert_id']}"
-            out = out[:limit]
-        elif not exhausted and last_seen is not None and scanned >= _ALERT_SCAN_LIMIT:
-            # The scan bound was reached before the page filled: let the client go on from
-            # the last alert looked at (the page may be short, even empty).
-            next_cursor = f"{last_seen[0]!r}:{last_seen[1]}"
-        for alert in out:
-            alert.pop("_score", None)
-        return AlertPage(out, next_cursor)
+        scan = _AlertScan(tenant_id, sku, warehouse, since_ms, min_probability, limit, cursor)
+        while scan.wants_more():
+            scan.feed(self.client.zrevrangebyscore(*scan.request(), withscores=True))
+        return scan.page()
+
+    async def alerts_async(
+        self,
+        tenant_id: str,
+        *,
+        sku: str | None = None,
+        warehouse: str | None = None,
+        since_ms: float | None = None,
+        min_probability: float | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> AlertPage:
+        """:meth:`alerts` on an asyncio client, for the API's event loop: a read waits for
+        Redis without holding a thread (a thread hop costs a Serve replica more than the read)."""
+        scan = _AlertScan(tenant_id, sku, warehouse, since_ms, min_probability, limit, cursor)
+        while scan.wants_more():
+            chunk = await self.aclient.zrevrangebyscore(*scan.request(), withscores=True)
+            scan.feed(chunk)
+        return scan.page()
 
     def predictions(
         self,
