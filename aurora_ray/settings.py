@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     partitions_per_topic: int = Field(4, ge=1)
     topic_replication_factor: int = Field(1, ge=1)
     shards_per_tenant: int = Field(1, ge=1)
-    batch_max_events: int = Field(10_000, ge=1)
+    batch_max_events: int = Field(50_000, ge=1)
     # Ray custom resources a shard asks for, e.g. {"stream": 1} to keep shards on the
     # cluster.yaml "stream" workers (AURORA_SHARD_RESOURCES='{"stream": 1}').
     shard_resources: dict[str, float] = Field(default_factory=dict)
