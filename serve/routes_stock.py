@@ -29,7 +29,6 @@ def router() -> APIRouter:
     @api.get("/stock/alerts", response_model=list[AlertOut], tags=["stock"])
     async def list_alerts(
         request: Request,
-        response: Response,
         sku: str | None = None,
         warehouse: str | None = None,
         since: datetime | None = Query(None, description="alerts created at or after (ISO 8601)"),  # noqa: B008
@@ -55,13 +54,12 @@ def router() -> APIRouter:
             )
         except ValueError as exc:
             raise HTTPException(400, detail=f"invalid cursor: {exc}") from exc
-        headers = {}
-        if page.next_cursor:
-            _link_next(request, response, "cursor", page.next_cursor)
-            headers["Link"] = response.headers["Link"]
         # The stored alerts are AlertOut's fields already: encode them as they are, without a
         # second validation of each one (the hot read path; response_model documents it).
-        return Response(_json.encode(page.alerts), media_type="application/json", headers=headers)
+        out = Response(_json.encode(page.alerts), media_type="application/json")
+        if page.next_cursor:
+            _link_next(request, out, "cursor", page.next_cursor)
+        return out
 
     @api.get("/stock/predictions", response_model=list[PredictionOut], tags=["stock"])
     def list_predictions(

@@ -77,9 +77,7 @@ def score(
     the horizon splits it in two: the stock runs out before the delivery lands, or demand over
     the whole horizon exceeds the stock plus the delivery. The probability is the larger of the
     two (a lower bound of their union; the two events are strongly correlated)."""
-    n = len(on_hand)
-    expo = np.ones(n) if exposure is None else np.broadcast_to(exposure, (n,))
-    scale = horizon_s * expo
+    scale = horizon_s if exposure is None else horizon_s * exposure
     mean = rate * scale
     var = second_moment_rate * scale
     probability = stockout_probability(on_hand, mean, var)
@@ -90,8 +88,7 @@ def score(
         lands = (inbound_qty > 0) & (on_hand > 0) & (np.nan_to_num(due, nan=np.inf) <= horizon_s)
         if lands.any():
             d = np.clip(due[lands], 0.0, horizon_s)
-            d_expo = 1.0 if due_exposure is None else np.broadcast_to(due_exposure, (n,))[lands]
-            d_scale = d * d_expo
+            d_scale = d if due_exposure is None else d * due_exposure[lands]
             oh, r, r2 = on_hand[lands], rate[lands], second_moment_rate[lands]
             before = stockout_probability(oh, r * d_scale, r2 * d_scale)
             total = oh + inbound_qty[lands]

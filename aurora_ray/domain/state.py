@@ -555,9 +555,12 @@ def inbound_terms(
     as_of: F64, inbound_qty: I64, inbound_eta: F64, params: ScoringParams
 ) -> dict[str, F64]:
     """:func:`score`'s inbound arguments: the units that still count and when they land
-    (an order overdue by more than ``inbound_grace_s`` no longer counts)."""
+    (an order overdue by more than ``inbound_grace_s`` no longer counts); none when no order
+    counts, so a stream without purchase orders pays nothing for them."""
     due = inbound_eta - as_of
     counted = params.inbound & ~np.isnan(due) & (due >= -params.inbound_grace_s)
+    if not counted.any():
+        return {}
     due = np.where(counted, np.maximum(due, 0.0), np.nan)
     return {
         "inbound_qty": np.where(counted, inbound_qty, 0).astype(np.float64),
