@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from aurora_ray.domain.events import ParsedBatch, encode_stream_event, parse_ndjson
+from aurora_ray.domain.events import ParsedBatch, encode_ndjson
 
 __all__ = ["NDJSON_TYPES", "IngestError", "PreparedIngest", "decode_body", "prepare_ingest"]
 
@@ -112,7 +112,9 @@ def prepare_ingest(
     body: bytes, *, tenant_id: str, received_ms: int, max_errors: int = 100
 ) -> PreparedIngest:
     """Validate all lines; refuse the whole request on any bad or foreign line."""
-    parsed = parse_ndjson(body, tenant_id=tenant_id, received_ms=received_ms, max_errors=max_errors)
+    parsed = encode_ndjson(
+        body, tenant_id=tenant_id, received_ms=received_ms, max_errors=max_errors
+    )
     if parsed.foreign_tenant_lines:
         lines = parsed.foreign_tenant_lines
         raise IngestError(
@@ -122,23 +124,19 @@ def prepare_ingest(
                 "message": f"{len(lines)} line(s) carry a tenant_id other than the token's",
                 "lines": lines[:max_errors],
             },
-            rejected_lines=len(lines) + parsed.error_lines + len(parsed.events),
+            rejected_lines=len(lines) + parsed.error_lines + parsed.accepted,
         )
     if parsed.errors:
         raise IngestError(
             400,
             [e.as_dict() for e in parsed.errors],
-            rejected_lines=parsed.error_lines + len(parsed.events),
+            rejected_lines=parsed.error_lines + parsed.accepted,
         )
-    if not parsed.events:
+    if not parsed.records:
         raise IngestError(400, [{"line": 0, "field": "body", "message": "no events in the body"}])
-    records = [
-        (key.encode() if (key := e.key) is not None else None, encode_stream_event(e))
-        for e in parsed.events
-    ]
     headers = {}
     if parsed.deprecated_fields:
         headers["Deprecation"] = "true"
         names = ", ".join(sorted(parsed.deprecated_fields))
         headers["Warning"] = f'299 aurora "deprecated field(s) {names}: use sku"'
-    return PreparedIngest(records, parsed, headers)
+    return PreparedIngest(parsed.records, parsed, headers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -29,6 +29,7 @@ __all__ = [
     "StreamEvent",
     "decode_shard_records",
     "decode_stream_events",
+    "encode_ndjson",
     "encode_stream_event",
     "parse_ndjson",
     "stream_key",
@@ -154,10 +155,13 @@ class StreamEvent(msgspec.Struct, omit_defaults=True, kw_only=True):
         return stream_key(self.sku, self.warehouse)
 
 
-class ShardRecord(msgspec.Struct, kw_only=True, gc=False):
-    """A topic record as a shard reads it: :class:`StreamEvent`'s fields, with the payload kept
-    as raw JSON text (checked to be a JSON object, never parsed; the shard does not read it).
-    Decoding it is ~3.5x cheaper than a :class:`StreamEvent`, and refuses the same records."""
+class ShardRecord(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A topic record with the payload kept as raw JSON text: :class:`StreamEvent`'s fields.
+
+    The shard reads records this way (the payload is checked to be a JSON object, never parsed:
+    the shard does not read it); decoding one is ~3.5x cheaper than a :class:`StreamEvent`, and
+    refuses the same records. The API writes the common line this way too (see
+    :func:`encode_ndjson`): the client's payload goes to the topic verbatim, byte for byte."""
 
     event_id: str
     tenant_id: str
@@ -200,14 +204,23 @@ class ParsedBatch:
     foreign_tenant_lines: list[int] = field(default_factory=list)
     deprecated_fields: set[str] = field(default_factory=set)
     unknown_types: int = 0
+    # encode_ndjson only: (Kafka key, topic record) of each accepted line, in line order
+    records: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.events) + len(self.records)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TS_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _encoder = msgspec.json.Encoder()
 _stream_decoder = msgspec.json.Decoder(StreamEvent)
 _shard_decoder = msgspec.json.Decoder(ShardRecord)
+_envelope_decoder = msgspec.json.Decoder(_EnvelopeIn)
+_payload_decoders: Final[dict[str, msgspec.json.Decoder[Any]]] = {
+    name: msgspec.json.Decoder(cls) for name, cls in _PAYLOAD_TYPES.items()
+}
 
 
 def _split_error(exc: msgspec.ValidationError, prefix: str) -> tuple[str, str]:
@@ -227,11 +240,106 @@ def _missing_field(message: str) -> str | None:
     return found.group("name") if found else None
 
 
+def _epoch_ms(at: datetime) -> int:
+    """Epoch milliseconds of an aware datetime, exactly (floored), ~3x faster than dividing a
+    timedelta: the float timestamp is only used for its whole seconds, which it holds exactly
+    to well within 0.5 s for every year a datetime can carry."""
+    seconds = round(at.timestamp() - at.microsecond / 1e6)
+    return seconds * 1000 + at.microsecond // 1000
+
+
+def _occurred_ms(
+    at: datetime | None, received_ms: int, line_no: int, errors: list[LineError]
+) -> int:
+    if at is None:
+        return received_ms
+    if at.tzinfo is None:
+        errors.append(
+            LineError(line_no, "occurred_at", "must carry a time zone, e.g. 2025-05-31T22:00:00Z")
+        )
+        return received_ms
+    ts_ms = _epoch_ms(at)
+    if not 0 <= ts_ms <= MAX_TS_MS:
+        errors.append(LineError(line_no, "occurred_at", "must be 1970-01-01T00:00:00Z or later"))
+    return ts_ms
+
+
+def _payload_numbers(typed: _SkuPayload, line_no: int, errors: list[LineError]) -> tuple[int, int]:
+    """The checks beyond the payload's types, and the record's ``qty`` and ``value``."""
+    if isinstance(typed, OrderCreated):
+        if typed.currency not in ISO_4217:
+            errors.append(
+                LineError(line_no, "payload.currency", f"unknown ISO 4217 code {typed.currency!r}")
+            )
+        return typed.qty, 0
+    if isinstance(typed, OrderCancelled | StockReceived):
+        return typed.qty, 0
+    if isinstance(typed, StockSnapshot):
+        return 0, typed.on_hand
+    if isinstance(typed, StockAdjusted):
+        if typed.delta == 0:
+            errors.append(LineError(line_no, "payload.delta", "must not be 0"))
+        return 0, typed.delta
+    if isinstance(typed, StockOrdered):
+        if typed.expected_at.tzinfo is None:
+            errors.append(
+                LineError(
+                    line_no,
+                    "payload.expected_at",
+                    "must carry a time zone, e.g. 2025-06-02T08:00:00Z",
+                )
+            )
+            return typed.qty, 0
+        expected_ms = _epoch_ms(typed.expected_at)
+        if not 0 <= expected_ms <= MAX_TS_MS:
+            errors.append(LineError(line_no, "payload.expected_at", "out of range"))
+        return typed.qty, expected_ms
+    if isinstance(typed, SkuUpserted):
+        return 0, typed.initial_stock if typed.initial_stock is not None else -1
+    return 0, 0
+
+
+def _fast_record(raw: bytes, *, tenant_id: str, received_ms: int) -> ShardRecord | None:
+    """The common line in one pass: a known type, the token's tenant, ``sku`` (not its old
+    alias) and nothing wrong. The payload is decoded straight into its typed struct and goes to
+    the topic as the client sent it. Anything else returns None and takes :func:`_parse_line`,
+    which accepts the same lines (and builds the same record) and names every problem."""
+    try:
+        env = _envelope_decoder.decode(raw)
+        if env.tenant_id != tenant_id:
+            return None
+        decoder = _payload_decoders.get(env.event_type)
+        if decoder is None:
+            return None
+        typed = decoder.decode(env.payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if typed.sku is None or typed.sku_id is not None:
+        return None
+    errors: list[LineError] = []
+    ts_ms = _occurred_ms(env.occurred_at, received_ms, 0, errors)
+    qty, value = _payload_numbers(typed, 0, errors)
+    if errors:
+        return None
+    return ShardRecord(
+        event_id=env.event_id or str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        event_type=env.event_type,
+        ts_ms=ts_ms,
+        received_ms=received_ms,
+        sku=typed.sku,
+        warehouse=typed.warehouse,
+        qty=qty,
+        value=value,
+        payload=env.payload,
+    )
+
+
 def _parse_line(
     raw: bytes, *, line_no: int, tenant_id: str, received_ms: int, batch: ParsedBatch
 ) -> StreamEvent | list[LineError]:
     try:
-        env = msgspec.json.decode(raw, type=_EnvelopeIn)
+        env = _envelope_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         name, message = _split_error(exc, "")
         missing = _missing_field(message)
@@ -248,16 +356,7 @@ def _parse_line(
         except ValueError:
             errors.append(LineError(line_no, "tenant_id", "must be a GUID"))
             tenant = env.tenant_id
-    ts_ms = received_ms
-    if env.occurred_at is not None:
-        if env.occurred_at.tzinfo is None:
-            errors.append(
-                LineError(
-                    line_no, "occurred_at", "must carry a time zone, e.g. 2025-05-31T22:00:00Z"
-                )
-            )
-        else:
-            ts_ms = (env.occurred_at - _EPOCH) // timedelta(milliseconds=1)
+    ts_ms = _occurred_ms(env.occurred_at, received_ms, line_no, errors)
     event = StreamEvent(
         event_id=env.event_id or str(uuid.uuid4()),
         tenant_id=tenant,
@@ -296,41 +395,12 @@ def _parse_line(
                 LineError(line_no, "payload.sku", "Object missing required field `sku`"),
             ]
         sku = typed.sku_id
-    if isinstance(typed, OrderCreated) and typed.currency not in ISO_4217:
-        errors.append(
-            LineError(line_no, "payload.currency", f"unknown ISO 4217 code {typed.currency!r}")
-        )
-    if isinstance(typed, StockAdjusted) and typed.delta == 0:
-        errors.append(LineError(line_no, "payload.delta", "must not be 0"))
-    expected_ms = 0
-    if isinstance(typed, StockOrdered):
-        if typed.expected_at.tzinfo is None:
-            errors.append(
-                LineError(
-                    line_no,
-                    "payload.expected_at",
-                    "must carry a time zone, e.g. 2025-06-02T08:00:00Z",
-                )
-            )
-        else:
-            expected_ms = (typed.expected_at - _EPOCH) // timedelta(milliseconds=1)
-            if not 0 <= expected_ms <= MAX_TS_MS:
-                errors.append(LineError(line_no, "payload.expected_at", "out of range"))
+    event.qty, event.value = _payload_numbers(typed, line_no, errors)
     if errors:
         return errors
     if typed.sku is None:
         batch.deprecated_fields.add("sku_id")
     event.sku, event.warehouse = sku, typed.warehouse
-    if isinstance(typed, OrderCreated | OrderCancelled | StockReceived):
-        event.qty = typed.qty
-    elif isinstance(typed, StockOrdered):
-        event.qty, event.value = typed.qty, expected_ms
-    elif isinstance(typed, StockAdjusted):
-        event.value = typed.delta
-    elif isinstance(typed, StockSnapshot):
-        event.value = typed.on_hand
-    elif isinstance(typed, SkuUpserted):
-        event.value = typed.initial_stock if typed.initial_stock is not None else -1
     # Keep everything the client sent (extra fields too), with `sku` in its 1.0 name.
     payload.pop("sku_id", None)
     payload["sku"] = sku
@@ -353,10 +423,38 @@ def parse_ndjson(
 
     Every line is checked even after errors, so the client gets all problems at once (the first
     ``max_errors`` of them in ``errors``); ``foreign_tenant_lines`` lists lines whose tenant_id is
-    not ``tenant_id``.
+    not ``tenant_id``. Accepted lines are in ``events``, payloads parsed.
     """
+    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, records=False)
+
+
+def encode_ndjson(
+    body: bytes,
+    *,
+    tenant_id: str,
+    received_ms: int,
+    max_errors: int = 100,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> ParsedBatch:
+    """:func:`parse_ndjson` for the API: the same lines are accepted and refused, but accepted
+    lines are in ``records``, as (Kafka key, topic record) pairs ready to produce, and
+    ``events`` stays empty. The common line takes a one-pass path that keeps its payload as
+    sent (~3x cheaper); the others are parsed and re-encoded."""
+    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, records=True)
+
+
+def _scan(
+    body: bytes,
+    tenant_id: str,
+    received_ms: int,
+    max_errors: int,
+    max_line_bytes: int,
+    *,
+    records: bool,
+) -> ParsedBatch:
     batch = ParsedBatch()
     tenant_id = str(uuid.UUID(tenant_id))
+    encode = _encoder.encode
     for line_no, raw in enumerate(body.split(b"\n"), start=1):
         if not raw.strip():
             continue
@@ -366,6 +464,12 @@ def parse_ndjson(
                 message = f"the line is {len(raw)} bytes; at most {max_line_bytes} are accepted"
                 batch.errors.append(LineError(line_no, "line", message))
             continue
+        if records:
+            fast = _fast_record(raw, tenant_id=tenant_id, received_ms=received_ms)
+            if fast is not None:
+                key = fast.key
+                batch.records.append((key.encode() if key is not None else None, encode(fast)))
+                continue
         result = _parse_line(
             raw, line_no=line_no, tenant_id=tenant_id, received_ms=received_ms, batch=batch
         )
@@ -378,7 +482,13 @@ def parse_ndjson(
         if result.tenant_id != tenant_id:
             batch.foreign_tenant_lines.append(line_no)
             continue
-        batch.events.append(result)
+        if records:
+            key = result.key
+            batch.records.append(
+                (key.encode() if key is not None else None, encode_stream_event(result))
+            )
+        else:
+            batch.events.append(result)
     return batch
 
 

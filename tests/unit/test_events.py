@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -12,12 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import aurora_ray.domain.events as events_module
 from aurora_ray.domain.events import (
     KNOWN_EVENT_TYPES,
     EventType,
     LineError,
     StreamEvent,
     decode_stream_events,
+    encode_ndjson,
     encode_stream_event,
     parse_ndjson,
     stream_key,
@@ -440,6 +442,32 @@ def test_missing_occurred_at_uses_received_time() -> None:
     assert event.received_ms == 1_234_567
 
 
+def test_occurred_at_before_1970_is_refused() -> None:
+    parsed = parse(
+        line(EventType.STOCK_RECEIVED, {"sku": "A", "warehouse": "W", "qty": 1},
+             occurred_at="1969-12-31T23:59:59.999Z")
+    )
+    assert parsed.events == []
+    assert [(e.line, e.field) for e in parsed.errors] == [(1, "occurred_at")]
+    assert "1970" in parsed.errors[0].message
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        # hypothesis takes naive bounds and attaches the time zones itself
+        min_value=datetime(1970, 1, 2),  # noqa: DTZ001
+        max_value=datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
+                                   timezone(timedelta(hours=-11))]),
+    )
+)
+def test_epoch_milliseconds_are_exact_for_any_aware_time(at: datetime) -> None:
+    """The float-timestamp shortcut floors exactly like the timedelta division it replaced."""
+    exact = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    assert events_module._epoch_ms(at) == exact
+
+
 def test_occurred_at_milliseconds_are_exact() -> None:
     parsed = parse(
         line(EventType.STOCK_RECEIVED, {"sku": "A", "warehouse": "W", "qty": 1},
@@ -563,3 +591,95 @@ def test_valid_events_survive_ndjson_in_count_and_order(
     decoded, bad = decode_stream_events([encode_stream_event(e) for e in parsed.events])
     assert bad == []
     assert decoded == parsed.events
+
+
+# --------------------------------------------------------------------------- the API's encoder
+
+
+def _both(*lines: str) -> tuple[Any, Any]:
+    kwargs: dict[str, Any] = {"tenant_id": TENANT, "received_ms": RECEIVED_MS}
+    return parse_ndjson(body(*lines), **kwargs), encode_ndjson(body(*lines), **kwargs)
+
+
+def _assert_same_outcome(parsed: Any, encoded: Any) -> None:
+    """encode_ndjson refuses what parse_ndjson refuses, with the same report, and its records
+    decode to parse_ndjson's events (same Kafka keys)."""
+    assert encoded.errors == parsed.errors
+    assert encoded.error_lines == parsed.error_lines
+    assert encoded.foreign_tenant_lines == parsed.foreign_tenant_lines
+    assert encoded.deprecated_fields == parsed.deprecated_fields
+    assert encoded.events == []
+    assert encoded.accepted == parsed.accepted == len(parsed.events)
+    decoded, bad = decode_stream_events([value for _, value in encoded.records])
+    assert bad == []
+    assert decoded == parsed.events
+    assert [key for key, _ in encoded.records] == [
+        e.key.encode() if e.key is not None else None for e in parsed.events
+    ]
+
+
+@settings(max_examples=75, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _valid_events(),
+            st.sampled_from([None, "2025-05-31T22:00:00.250Z", "2025-06-01T00:00:00+02:00"]),
+            st.booleans(),  # the old sku_id alias instead of sku
+        ),
+        max_size=25,
+    )
+)
+def test_api_encoder_builds_the_records_of_the_parser(
+    events: list[tuple[tuple[str, dict[str, Any], int, int], str | None, bool]],
+) -> None:
+    lines = []
+    for i, ((event_type, payload, _, _), occurred_at, old_alias) in enumerate(events):
+        if old_alias:
+            payload = {"sku_id": payload["sku"], **{k: v for k, v in payload.items() if k != "sku"}}
+        lines.append(line(event_type, payload, event_id=f"e-{i}", occurred_at=occurred_at))
+    _assert_same_outcome(*_both(*lines))
+
+
+def test_api_encoder_refuses_and_reports_like_the_parser() -> None:
+    lines = [VALID_LINE, ""]
+    lines += [bad for _, bad, _ in BAD_LINES]
+    lines += [
+        line(EventType.STOCK_RECEIVED, {"sku": "A", "warehouse": "W", "qty": 1},
+             tenant_id=OTHER_TENANT),
+        line(EventType.STOCK_RECEIVED, {"sku": "A", "warehouse": "W", "qty": 1},
+             tenant_id=TENANT.upper(), event_id="upper"),
+        line("promo.started", {"sku": "A", "warehouse": "W", "x": 1}, event_id="unknown"),
+        line(EventType.STOCK_RECEIVED, {"sku": "A", "sku_id": "B", "warehouse": "W", "qty": 1},
+             event_id="both"),
+        line(EventType.STOCK_ORDERED, {"sku": "A", "warehouse": "W", "qty": 1,
+                                       "expected_at": "2025-06-02T08:00:00"}),
+        VALID_LINE,
+    ]
+    parsed, encoded = _both(*lines)
+    assert parsed.error_lines == len(BAD_LINES) + 1
+    # VALID_LINE has no event_id: each path draws a fresh one, so compare without it.
+    for e in parsed.events:
+        e.event_id = "x" if e.event_id not in ("upper", "unknown", "both") else e.event_id
+    decoded, _ = decode_stream_events([value for _, value in encoded.records])
+    for e in decoded:
+        e.event_id = "x" if e.event_id not in ("upper", "unknown", "both") else e.event_id
+    encoded.records = [
+        (k, encode_stream_event(e)) for (k, _), e in zip(encoded.records, decoded, strict=True)
+    ]
+    _assert_same_outcome(parsed, encoded)
+
+
+def test_api_encoder_sends_the_payload_as_the_client_wrote_it() -> None:
+    sent = (
+        '{"order_id":"o-1","sku":"A","warehouse":"W","qty":2,"price":1.5,"currency":"EUR",'
+        '"note":{"gift":true}}'
+    )
+    raw = (
+        f'{{"tenant_id":"{TENANT}","event_type":"order.created","event_id":"e1",'
+        f'"payload":{sent}}}'
+    )
+    [(key, value)] = encode_ndjson(raw.encode(), tenant_id=TENANT, received_ms=RECEIVED_MS).records
+    assert key == b"A@W"
+    assert sent.encode() in value
+    [event] = decode_stream_events([value])[0]
+    assert (event.qty, event.payload["note"]) == (2, {"gift": True})
