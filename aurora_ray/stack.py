@@ -42,7 +42,13 @@ from aurora_ray.embedded import (
     wait_port,
 )
 from aurora_ray.ingress import haproxy_env, stop_haproxy
-from aurora_ray.naming import NAMESPACE, SERVE_APP_NAME, SUPERVISOR_NAME
+from aurora_ray.naming import (
+    INGEST_ROUTE_PREFIX,
+    NAMESPACE,
+    SERVE_APP_NAME,
+    SERVE_INGEST_APP_NAME,
+    SUPERVISOR_NAME,
+)
 from aurora_ray.settings import Settings
 from aurora_ray.tenants import NewTenant, create_tenant
 
@@ -206,8 +212,13 @@ def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> Non
     from ray import serve
 
     serve.start(http_options={"host": settings.http_host, "port": http_port})
-    build_app = importlib.import_module("serve.app").build_app
-    serve.run(build_app({"settings": settings}), name=SERVE_APP_NAME, route_prefix="/")
+    apps = importlib.import_module("serve.app")
+    serve.run(apps.build_app({"settings": settings}), name=SERVE_APP_NAME, route_prefix="/")
+    serve.run(
+        apps.build_ingest_app({"settings": settings}),
+        name=SERVE_INGEST_APP_NAME,
+        route_prefix=INGEST_ROUTE_PREFIX,
+    )
     supervisor = importlib.import_module("actors.supervisor").ensure_supervisor(settings)
     ray.get(supervisor.reconcile.remote(), timeout=timeout)
     deadline = time.monotonic() + timeout

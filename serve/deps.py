@@ -22,10 +22,8 @@ async def context(request: Request) -> ApiContext:
     return ctx
 
 
-async def principal(
-    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
-    ctx: ApiContext = Depends(context),  # noqa: B008
-) -> Principal:
+def _verify(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    ctx: ApiContext = request.app.state.ctx
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             401,
@@ -40,8 +38,14 @@ async def principal(
         ) from exc
 
 
-def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(who: Principal = Depends(principal)) -> Principal:  # noqa: B008
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    # One dependency level (it was check -> principal -> bearer): FastAPI spends ~30 us a request
+    # on each level it solves, more than verifying a known token.
+    async def check(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    ) -> Principal:
+        who = _verify(request, credentials)
         if scope not in who.scopes:
             raise HTTPException(403, detail=f"the token lacks the scope {scope!r}")
         return who

@@ -5,6 +5,7 @@ alert pagination and filters, and the thresholds settings."""
 from __future__ import annotations
 
 import gzip
+import json
 import time
 import zlib
 from collections.abc import Iterator
@@ -86,6 +87,27 @@ def test_status_reports_every_component(stack, path: str) -> None:
     assert isinstance(components["shards"]["shards"], list)
     for shard in components["shards"]["shards"]:
         assert shard["name"].startswith("tenant:") and shard["status"] == "ok"
+
+
+def test_writes_have_a_serve_application_of_their_own(stack, tenant) -> None:
+    """ADR-006: /v1/ingest/* goes to `aurora-ingest` (longest route prefix), the rest to
+    `aurora`; each application runs its own deployment, and writes work through it."""
+    from ray import serve
+
+    apps = serve.status().applications
+    assert apps["aurora"].status == "RUNNING"
+    assert apps["aurora-ingest"].status == "RUNNING"
+    assert set(apps["aurora-ingest"].deployments) == {"AuroraIngest"}
+    assert set(apps["aurora"].deployments) == {"AuroraAPI"}
+    line = json.dumps(
+        {
+            "tenant_id": tenant.tenant_id,
+            "event_type": "stock.snapshot",
+            "payload": {"sku": "ROUTED", "warehouse": "W1", "on_hand": 5},
+        }
+    )
+    response = _post(stack, tenant.client.token(), line, **NDJSON)
+    assert response.status_code == 202, response.text
 
 
 def test_docs_and_openapi_list_every_route(stack) -> None:

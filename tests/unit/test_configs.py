@@ -40,12 +40,17 @@ def test_serve_yaml_validates_against_rays_deploy_schema() -> None:
 
     raw = _load(SERVE_YAML)
     schema = ServeDeploySchema.model_validate(raw)
-    assert [app.name for app in schema.applications] == ["aurora"]
-    [app] = schema.applications
-    assert app.import_path == "serve.app:build_app"
-    assert app.route_prefix == "/"
-    assert app.deployments, "the application lists no deployments"
-    for deployment in app.deployments:
+    assert [app.name for app in schema.applications] == ["aurora", "aurora-ingest"]
+    api, ingest = schema.applications
+    assert (api.import_path, api.route_prefix) == ("serve.app:build_app", "/")
+    assert (ingest.import_path, ingest.route_prefix) == (
+        "serve.app:build_ingest_app",
+        "/v1/ingest",
+    )
+    assert api.args == ingest.args, "both applications must run with the same settings"
+    deployments = [d for app in schema.applications for d in app.deployments]
+    assert len(deployments) == 2, "an application lists no deployments"
+    for deployment in deployments:
         config = deployment.autoscaling_config
         assert isinstance(config, dict), f"{deployment.name} has no autoscaling_config"
         for key in ("min_replicas", "max_replicas", "target_ongoing_requests"):
@@ -58,13 +63,15 @@ def test_serve_yaml_deployments_exist_in_the_app_and_args_are_settings() -> None
     """The names under `deployments:` must match the code's deployments (Serve would refuse
     otherwise), and `args` must be Settings fields (build_app passes them to load_settings)."""
     from aurora_ray.settings import Settings
-    from serve.app import AuroraAPI
+    from serve.app import build_app, build_ingest_app
 
-    [app] = _load(SERVE_YAML)["applications"]
-    names = {d["name"] for d in app["deployments"]}
-    assert names == {AuroraAPI.name}
-    unknown = set(app.get("args", {})) - set(Settings.model_fields)
-    assert not unknown, f"args that are not settings: {sorted(unknown)}"
+    api, ingest = _load(SERVE_YAML)["applications"]
+    for app, builder in ((api, build_app), (ingest, build_ingest_app)):
+        names = {d["name"] for d in app["deployments"]}
+        built = builder({"settings": Settings()})
+        assert names == {built._bound_deployment.name}  # noqa: SLF001
+        unknown = set(app.get("args", {})) - set(Settings.model_fields)
+        assert not unknown, f"args that are not settings: {sorted(unknown)}"
 
 
 # -- cluster.yaml ----------------------------------------------------------------------------------
