@@ -69,6 +69,7 @@ return #KEYS - 1
 # Prediction JSON: msgspec is ~10x faster than json.dumps; readers parse it with json.loads and
 # get the same values (only the spelling of small floats differs: 6e-6 for 6e-06).
 _encode_json = msgspec.json.Encoder().encode
+_decode_json = msgspec.json.Decoder().decode  # ~8x faster than json.loads on the read path
 
 
 def _k(tenant_id: str, *parts: str) -> str:
@@ -145,7 +146,7 @@ class _AlertScan:
         self.scanned += len(members)
         after, out = self.after, self.out
         for member, score in members:
-            alert = json.loads(member)
+            alert = _decode_json(member)
             self.last_seen = (score, alert["alert_id"])
             if after and score == after[0] and alert["alert_id"] >= after[1]:
                 continue
@@ -411,7 +412,7 @@ class RedisStore:
         out: list[dict[str, Any]] = []
         for result in pipe.execute():
             values = result if isinstance(result, list) else [result]
-            out.extend(json.loads(v) for v in values if v)
+            out.extend(_decode_json(v) for v in values if v)
         out.sort(key=lambda p: (p["sku"], p["warehouse"]))
         return out, next_after
 
