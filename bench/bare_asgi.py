@@ -1,5 +1,10 @@
-"""The reads anchor: a trivial Starlette app on uvicorn (one worker, 127.0.0.1) answering
-``GET /v1/stock/alerts`` with one fixed alert, run as ``python -m bench.bare_asgi --port N``."""
+"""The reads anchors: a trivial app answering ``GET /v1/stock/alerts`` with one fixed alert.
+
+* bare: Starlette on uvicorn (one worker, 127.0.0.1), ``python -m bench.bare_asgi --port N``;
+* on Serve: the same handler as a Serve deployment (:func:`deploy_on_serve`), reached through
+  the same ingress as Aurora's API, so that its figure is the ceiling Serve itself puts on a
+  read on this machine at that moment.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,30 @@ async def alerts(_request: Request) -> Response:
 
 
 app = Starlette(routes=[Route("/v1/stock/alerts", alerts)])
+
+
+SERVE_APP = "bench-trivial-read"
+SERVE_PREFIX = "/bench-trivial"
+
+
+def deploy_on_serve() -> str:
+    """Deploy the trivial handler as its own Serve application (one replica, no CPU reserved,
+    like Aurora's API); returns the route prefix. The caller must be connected to Ray."""
+    from ray import serve
+
+    @serve.deployment(name="TrivialRead", ray_actor_options={"num_cpus": 0})
+    class TrivialRead:
+        async def __call__(self, _request: Request) -> Response:
+            return Response(_ALERT, media_type="application/json")
+
+    serve.run(TrivialRead.bind(), name=SERVE_APP, route_prefix=SERVE_PREFIX)  # type: ignore[attr-defined]
+    return SERVE_PREFIX
+
+
+def remove_from_serve() -> None:
+    from ray import serve
+
+    serve.delete(SERVE_APP)
 
 
 def main(argv: list[str] | None = None) -> None:

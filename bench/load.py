@@ -16,7 +16,14 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["LoadResult", "closed_loop_posts", "open_loop_gets", "paced_posts", "run"]
+__all__ = [
+    "LoadResult",
+    "closed_loop_gets",
+    "closed_loop_posts",
+    "open_loop_gets",
+    "paced_posts",
+    "run",
+]
 
 _INGEST = "/v1/ingest/events"
 
@@ -74,6 +81,45 @@ async def closed_loop_posts(
             while time.perf_counter() < deadline:
                 body, events = next(cycle)
                 await _post(http, body, events, headers, result)
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+async def closed_loop_gets(
+    url: str,
+    *,
+    clients: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 10.0,
+) -> LoadResult:
+    """``clients`` connections each sending the next GET as soon as the last one was answered,
+    for ``seconds``: the most a server answers (its capacity), not its latency at a rate."""
+    result = LoadResult()
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    connector = aiohttp.TCPConnector(limit=clients)
+    began = time.perf_counter()
+    deadline = began + seconds
+
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                sent = time.perf_counter()
+                try:
+                    async with http.get(url, headers=headers) as response:
+                        await response.read()
+                        result.count(response.status)
+                        result.ok += response.status == 200
+                        result.errors += response.status != 200
+                except TimeoutError:
+                    result.timeouts += 1
+                except aiohttp.ClientError:
+                    result.errors += 1
+                result.requests += 1
+                result.latencies_ms.append((time.perf_counter() - sent) * 1000)
 
         await asyncio.gather(*(client() for _ in range(clients)))
     result.seconds = time.perf_counter() - began

@@ -1,6 +1,7 @@
-"""Reads: GET /v1/stock/alerts p50/p95/p99 at open-loop rates while ingest runs, beside a bare
-ASGI endpoint (Starlette on uvicorn, one worker, 127.0.0.1) hit the same way at the same time of
-the same ingest load.
+"""Reads: GET /v1/stock/alerts p50/p95/p99 at open-loop rates while ingest runs, beside two
+anchors hit the same way under the same ingest load: a bare ASGI endpoint (Starlette on uvicorn,
+one worker, 127.0.0.1) and the same trivial handler deployed on Serve behind the same ingress
+(the ceiling Serve puts on any read here).
 
 A registered tenant is primed with 100 alerting SKUs; a background thread paces
 ``read_ingest_rate`` events/s into another registered tenant for the whole scenario.
@@ -14,6 +15,7 @@ import threading
 from typing import Any
 
 from aurora_ray.embedded import free_port, wait_port
+from bench import bare_asgi
 from bench.common import (
     Row,
     ScenarioResult,
@@ -25,12 +27,14 @@ from bench.common import (
     registered_tenant,
     snapshot_lines,
 )
-from bench.load import LoadResult, open_loop_gets, paced_posts
+from bench.load import LoadResult, closed_loop_gets, open_loop_gets, paced_posts
 from bench.load import run as run_load
 from bench.scenario_e2e import wait_processed
+from bench.shards import connect_ray
 
 NAME = "reads"
 _BATCH = 1_000
+_CLIENTS = 8
 
 
 def _summary(load: LoadResult) -> dict[str, Any]:
@@ -55,7 +59,8 @@ def run(target: Target, size: Size) -> ScenarioResult:
     lines = order_lines(writer.tenant_id, _BATCH * 30, skus=5_000, seed=4)
     bodies = [gzip_body(lines[i : i + _BATCH]) for i in range(0, len(lines), _BATCH)]
     writer_token = writer_client.token()
-    ingest_seconds = 2 * len(size.read_rates) * (size.read_seconds + 1) + 4
+    # Three open-loop runs a rate (Aurora and both anchors), then two closed-loop runs.
+    ingest_seconds = (3 * len(size.read_rates) + 2) * (size.read_seconds + 1) + 4
     background: dict[str, LoadResult] = {}
 
     def ingest() -> None:
@@ -84,21 +89,24 @@ def run(target: Target, size: Size) -> ScenarioResult:
     rows: list[Row] = []
     details: dict[str, Any] = {"ingest_rate": size.read_ingest_rate}
     thread = threading.Thread(target=ingest, name="reads-ingest", daemon=True)
+    connect_ray(target)
+    trivial_url = f"{target.api_url}{bare_asgi.deploy_on_serve()}/v1/stock/alerts"
     try:
         wait_port(port, timeout=30, what="bare uvicorn", process=bare)
         thread.start()
         for rate in size.read_rates:
-            target.progress(f"reads: {rate} req/s for {size.read_seconds:.0f} s (and anchor)")
+            target.progress(f"reads: {rate} req/s for {size.read_seconds:.0f} s (and anchors)")
             aurora = run_load(
                 open_loop_gets(alerts_url, rate=rate, seconds=size.read_seconds, headers=headers)
             )
+            on_serve = run_load(open_loop_gets(trivial_url, rate=rate, seconds=size.read_seconds))
             anchor = run_load(
                 open_loop_gets(
                     f"http://127.0.0.1:{port}/v1/stock/alerts", rate=rate, seconds=size.read_seconds
                 )
             )
-            a, b = _summary(aurora), _summary(anchor)
-            details[f"{rate}_per_s"] = {"aurora": a, "bare_asgi": b}
+            a, s, b = _summary(aurora), _summary(on_serve), _summary(anchor)
+            details[f"{rate}_per_s"] = {"aurora": a, "trivial_on_serve": s, "bare_asgi": b}
             for q in ("p50", "p95", "p99"):
                 rows.append(
                     Row(
@@ -106,7 +114,9 @@ def run(target: Target, size: Size) -> ScenarioResult:
                         unit="ms",
                         aurora=a[q],
                         anchor=b[q],
-                        anchor_name="bare Starlette/uvicorn",
+                        anchor_name=(
+                            f"bare Starlette/uvicorn; {s[q]:.1f} ms trivial handler on Serve"
+                        ),
                         target="<= 50" if (q == "p95" and rate >= 500) else "",
                         ok=(a[q] <= 50) if (q == "p95" and rate >= 500) else None,
                         note=f"{a['errors']} errors, {a['timeouts']} timeouts"
@@ -114,8 +124,34 @@ def run(target: Target, size: Size) -> ScenarioResult:
                         else "",
                     )
                 )
+        # Capacity under the same ingest: closed loop, as many reads as each answers.
+        target.progress(f"reads: closed loop, {_CLIENTS} connections, {size.read_seconds:.0f} s")
+        capacity = {
+            name: run_load(
+                closed_loop_gets(url, clients=_CLIENTS, seconds=size.read_seconds, headers=h)
+            )
+            for name, url, h in (
+                ("aurora", alerts_url, headers),
+                ("trivial_on_serve", trivial_url, None),
+            )
+        }
+        per_s = {name: r.ok / r.seconds if r.seconds else 0.0 for name, r in capacity.items()}
+        details["closed_loop_per_s"] = per_s
+        rows.append(
+            Row(
+                metric=(
+                    f"GET /v1/stock/alerts answered per second, closed loop "
+                    f"({_CLIENTS} connections), ingest running"
+                ),
+                unit="req/s",
+                aurora=per_s["aurora"],
+                anchor=per_s["trivial_on_serve"],
+                anchor_name="trivial handler on Serve, same ingress",
+            )
+        )
     finally:
         thread.join(timeout=ingest_seconds + 60)
+        bare_asgi.remove_from_serve()
         bare.terminate()
         try:
             bare.wait(timeout=10)
