@@ -120,7 +120,7 @@ class Size:
             stream_skus=20_000,
             shard_counts=(1, 2, 4),
             e2e_rate=30_000,
-            e2e_seconds=20.0,
+            e2e_seconds=30.0,
             read_rates=(200, 500),
             read_seconds=15.0,
             read_ingest_rate=20_000,

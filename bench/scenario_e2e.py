@@ -6,6 +6,11 @@ also carries a ``stock.snapshot`` with ``on_hand: 0`` for a fresh probe SKU, whi
 alert at once. A poller reads ``GET /v1/stock/alerts`` every ``_POLL_S`` and notes when each
 probe's alert shows up; latency = seen - 202 (0 when the alert was readable before the 202 came
 back), so the figure carries the poll period as its resolution.
+
+Throughput is judged in steady state: every ``_SAMPLE_S`` the poller also reads the tenant's
+processed-events counter, and the scored rate is the counter's slope over the last
+``_STEADY_SHARE`` of the run, beside the rate accepted over the same window; the backlog
+(accepted - scored) at the start and the end of that window shows whether the stream keeps up.
 """
 
 from __future__ import annotations
@@ -35,6 +40,36 @@ _BATCH = 1_000
 _PROBE_S = 0.25  # a probe about every quarter second
 _POLL_S = 0.05
 _SKUS = 20_000
+_SAMPLE_S = 0.25
+_STEADY_SHARE = 0.75  # the window after the first quarter of the run (shards warmed up)
+
+
+def _at(samples: list[tuple[float, int]], t: float) -> float:
+    """The counter at time ``t``, linearly interpolated between samples (clamped)."""
+    if not samples:
+        return 0.0
+    if t <= samples[0][0]:
+        return float(samples[0][1])
+    for (t0, v0), (t1, v1) in zip(samples, samples[1:], strict=False):
+        if t0 <= t <= t1:
+            return v0 + (v1 - v0) * ((t - t0) / (t1 - t0) if t1 > t0 else 1.0)
+    return float(samples[-1][1])
+
+
+def steady_state(
+    accepted: list[tuple[float, int]], scored: list[tuple[float, int]], began: float, ended: float
+) -> dict[str, float]:
+    """Rates and backlog over the last ``_STEADY_SHARE`` of ``[began, ended]``; both series
+    are (time, cumulative events)."""
+    start = ended - (ended - began) * _STEADY_SHARE
+    span = max(ended - start, 1e-9)
+    return {
+        "window_s": span,
+        "accepted_per_s": (_at(accepted, ended) - _at(accepted, start)) / span,
+        "scored_per_s": (_at(scored, ended) - _at(scored, start)) / span,
+        "backlog_start": _at(accepted, start) - _at(scored, start),
+        "backlog_end": _at(accepted, ended) - _at(scored, ended),
+    }
 
 
 def wait_processed(target: Target, tenant_id: str, count: int, timeout_s: float) -> float:
@@ -61,6 +96,8 @@ def run(target: Target, size: Size) -> ScenarioResult:
     probe_every = max(1, round(size.e2e_rate / _BATCH * _PROBE_S))
     accepted_at: dict[str, float] = {}
     seen_at: dict[str, float] = {}
+    accepted_series: list[tuple[float, int]] = []  # (time, events accepted so far)
+    scored_series: list[tuple[float, int]] = []  # (time, events scored so far)
 
     def next_body(i: int) -> tuple[bytes, int]:
         if i % probe_every:
@@ -70,6 +107,8 @@ def run(target: Target, size: Size) -> ScenarioResult:
         return gzip_body(background[start : start + _BATCH - 1] + probe), _BATCH
 
     def on_accepted(i: int, at: float) -> None:
+        done = accepted_series[-1][1] if accepted_series else 0
+        accepted_series.append((at, done + _BATCH))
         if i % probe_every == 0:
             accepted_at[f"PROBE-{i:07d}"] = at
 
@@ -77,8 +116,13 @@ def run(target: Target, size: Size) -> ScenarioResult:
 
     def poll() -> None:
         headers = {"Authorization": f"Bearer {token}"}
+        next_sample = 0.0
         with httpx.Client(base_url=target.api_url, timeout=10) as http:
             while not stop.wait(_POLL_S):
+                if time.perf_counter() >= next_sample:
+                    counted = target.store.counters(tid).get("events_processed", 0)
+                    scored_series.append((time.perf_counter(), counted - len(prime)))
+                    next_sample = time.perf_counter() + _SAMPLE_S
                 try:
                     alerts = http.get("/v1/stock/alerts", params={"limit": 100}, headers=headers)
                 except httpx.HTTPError:
@@ -93,6 +137,7 @@ def run(target: Target, size: Size) -> ScenarioResult:
     poller = threading.Thread(target=poll, name="alert-poller", daemon=True)
     poller.start()
     target.progress(f"e2e: {size.e2e_rate} events/s for {size.e2e_seconds:.0f} s")
+    load_began = time.perf_counter()
     try:
         load = run_load(
             paced_posts(
@@ -105,6 +150,7 @@ def run(target: Target, size: Size) -> ScenarioResult:
                 on_accepted=on_accepted,
             )
         )
+        load_ended = time.perf_counter()
         drain_s = wait_processed(target, tid, len(prime) + load.accepted, 60)
         deadline = time.perf_counter() + 10
         while set(accepted_at) - set(seen_at) and time.perf_counter() < deadline:
@@ -116,8 +162,11 @@ def run(target: Target, size: Size) -> ScenarioResult:
     latencies = [max(0.0, seen_at[s] - t) * 1000 for s, t in accepted_at.items() if s in seen_at]
     lat = percentiles(latencies, (50, 99))
     processed = target.store.counters(tid).get("events_processed", 0) - len(prime)
-    sustained = events_per_s(processed, load.seconds + drain_s)
-    offered = events_per_s(load.accepted, load.seconds)
+    overall = events_per_s(processed, load.seconds + drain_s)
+    steady = steady_state(accepted_series, scored_series, load_began, load_ended)
+    held = steady["scored_per_s"] >= 45_000 and steady["backlog_end"] <= max(
+        steady["backlog_start"] * 1.5, steady["accepted_per_s"] * 1.0
+    )
     rows = [
         Row(
             metric=f"event -> alert latency p50 at {size.e2e_rate} events/s",
@@ -135,14 +184,21 @@ def run(target: Target, size: Size) -> ScenarioResult:
             ok=lat["p99"] <= 2000 if latencies else False,
         ),
         Row(
-            metric="end-to-end events/s scored (HTTP -> Kafka -> shard -> Redis)",
+            metric=(
+                "end-to-end events/s scored in steady state (HTTP -> Kafka -> shard -> Redis; "
+                f"last {_STEADY_SHARE:.0%} of the run)"
+            ),
             unit="events/s",
-            aurora=sustained,
-            anchor=offered,
-            anchor_name="offered (accepted) rate",
+            aurora=steady["scored_per_s"],
+            anchor=steady["accepted_per_s"],
+            anchor_name="accepted over the same window",
             target=">= 45000 sustained",
-            ok=sustained >= 45_000,
-            note=f"drained {drain_s:.1f} s after the last request",
+            ok=held,
+            note=(
+                f"backlog {steady['backlog_start']:.0f} -> {steady['backlog_end']:.0f} events "
+                f"over the window; {overall / 1000:.1f} K/s counted over the whole run and the "
+                f"drain ({drain_s:.1f} s after the last request)"
+            ),
         ),
     ]
     ok = bool(latencies) and load.ok > 0
@@ -160,6 +216,8 @@ def run(target: Target, size: Size) -> ScenarioResult:
             "timeouts": load.timeouts,
             "processed": processed,
             "drain_s": drain_s,
+            "overall_scored_per_s": overall,
+            "steady_state": steady,
             "primed_skus": skus,
             "primed_s": primed_s,
             "probes": len(accepted_at),

@@ -73,3 +73,28 @@ def test_cli_lists_the_options_and_refuses_an_unknown_scenario() -> None:
         assert option in helped.output
     refused = runner.invoke(app, ["bench", "--scenario", "nope"])
     assert refused.exit_code == 2
+
+
+# -- e2e steady state ------------------------------------------------------------------------------
+def test_steady_state_rates_and_backlog_over_the_last_three_quarters() -> None:
+    from bench.scenario_e2e import steady_state
+
+    # Accepted at 1 000 events/s for 20 s; scored 2 s behind at the same rate: it keeps up.
+    accepted = [(float(t), 1_000 * t) for t in range(21)]
+    scored = [(float(t), max(0, 1_000 * (t - 2))) for t in range(21)]
+    got = steady_state(accepted, scored, 0.0, 20.0)
+    assert got["window_s"] == pytest.approx(15.0)
+    assert got["accepted_per_s"] == pytest.approx(1_000)
+    assert got["scored_per_s"] == pytest.approx(1_000)
+    assert got["backlog_start"] == pytest.approx(2_000)
+    assert got["backlog_end"] == pytest.approx(2_000)
+
+
+def test_steady_state_shows_a_growing_backlog() -> None:
+    from bench.scenario_e2e import steady_state
+
+    accepted = [(float(t), 1_000 * t) for t in range(21)]
+    scored = [(float(t), 800 * t) for t in range(21)]  # falls behind
+    got = steady_state(accepted, scored, 0.0, 20.0)
+    assert got["scored_per_s"] == pytest.approx(800)
+    assert got["backlog_end"] > got["backlog_start"]
