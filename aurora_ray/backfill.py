@@ -1,7 +1,8 @@
 """Backfill: history from a file into the warehouse and the SKU state, each event applied once.
 
 A backfill reads NDJSON (plain or gzip) or Parquet, validates every line with the live API's own
-parser (:func:`aurora_ray.domain.events.parse_ndjson`), and splits it:
+parser (:func:`aurora_ray.domain.events.check_ndjson`, which accepts and refuses exactly what
+``POST /v1/ingest/events`` does), and splits it:
 
 * rejected lines go to a rejects file, one JSON object a line: the file's real line number, the
   reason naming the field, and the raw line;
@@ -45,6 +46,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Final, Literal
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,11 +56,10 @@ import pyarrow.parquet as pq
 from aurora_ray.domain.events import (
     MAX_LINE_BYTES,
     MAX_TS_MS,
+    CheckedLine,
     EventType,
     LineError,
-    StreamEvent,
-    encode_stream_event,
-    parse_ndjson,
+    check_ndjson,
 )
 from aurora_ray.naming import SOURCE_BACKFILL, SOURCE_HEADER
 
@@ -86,6 +87,7 @@ CHUNK_BYTES: Final = 4 * 1024 * 1024  # ~15 000 lines of a typical envelope
 MAX_PRICE: Final = 99_999_999.99  # fact_order.price is NUMERIC(10,2)
 Engine = Literal["ray-data", "local"]
 
+_encode_record = msgspec.json.Encoder().encode
 _NO_TIME: Final = -(2**62)  # received_ms given to the parser: marks a missing occurred_at
 _ID_NAMESPACE: Final = uuid.UUID("6f1c1f8e-3b8a-4d0e-9a56-b4c4c0f1ba0f")
 
@@ -270,7 +272,7 @@ def validate_chunk(
     collecting = gc.isenabled()
     gc.disable()  # thousands of short-lived objects a chunk, no cycles: skip the collector
     try:
-        parsed = parse_ndjson(
+        parsed = check_ndjson(
             data,
             tenant_id=tenant_id,
             received_ms=_NO_TIME,
@@ -282,55 +284,48 @@ def validate_chunk(
             gc.enable()
     lines = data.split(b"\n")
     offset = first_line - 1
-    errors: dict[int, list[LineError]] = {}
+    rejected: dict[int, list[LineError]] = {}
     for error in parsed.errors:
-        errors.setdefault(error.line, []).append(error)
+        rejected.setdefault(error.line, []).append(error)
     for number in parsed.foreign_tenant_lines:
-        errors.setdefault(number, []).append(
+        rejected.setdefault(number, []).append(
             LineError(number, "tenant_id", f"is not the backfill's tenant {tenant_id}")
         )
-    accepted_lines = [
-        i for i, raw in enumerate(lines, start=1) if i not in errors and raw.strip()
-    ]
-    if len(accepted_lines) != len(parsed.events):  # the parser's contract; never expected
-        raise RuntimeError(
-            f"lines {first_line}..: {len(parsed.events)} events for {len(accepted_lines)} lines"
-        )
-    rejected: dict[int, list[LineError]] = {n: e for n, e in errors.items() if n <= len(lines)}
-    good: list[tuple[int, StreamEvent]] = []
-    order_type = EventType.ORDER_CREATED
-    for number, event in zip(accepted_lines, parsed.events, strict=True):
-        ts_ms = event.ts_ms
+    good: list[CheckedLine] = []
+    for checked in parsed.checked:
+        number, record, order = checked.line, checked.record, checked.order
+        ts_ms = record.ts_ms
         if ts_ms == _NO_TIME:
             rejected[number] = [LineError(number, "occurred_at", "is required in a backfill")]
         elif not 0 <= ts_ms <= MAX_TS_MS:
             rejected[number] = [LineError(number, "occurred_at", "must lie in 1970..9999")]
-        elif event.event_type == order_type and event.payload["price"] > MAX_PRICE:
+        elif order is not None and order[1] > MAX_PRICE:
             rejected[number] = [LineError(number, "payload.price", f"must be ≤ {MAX_PRICE}")]
         else:
             raw = lines[number - 1]
-            if event.event_id.encode() not in raw:  # the parser made a random one up
+            if record.event_id.encode() not in raw:  # the parser made a random one up
                 digest = hashlib.sha256(raw.strip()).hexdigest()
-                event.event_id = str(uuid.uuid5(_ID_NAMESPACE, f"{tenant_id}:{digest}"))
-            event.received_ms = received_ms
-            good.append((number + offset, event))
-    events = [e for _, e in good]
-    orders = [e.payload if e.event_type == order_type else None for e in events]
+                record.event_id = str(uuid.uuid5(_ID_NAMESPACE, f"{tenant_id}:{digest}"))
+            record.received_ms = received_ms
+            good.append(checked)
+    records = [c.record for c in good]
+    orders = [c.order for c in good]
+    encode = _encode_record
     accepted = pa.table(
         {
-            "line": [n for n, _ in good],
+            "line": [c.line + offset for c in good],
             "ok": [True] * len(good),
-            "event_id": [e.event_id for e in events],
-            "ts_ms": [e.ts_ms for e in events],
-            "key": [e.key for e in events],
-            "record": [encode_stream_event(e) for e in events],
-            "event_type": [e.event_type for e in events],
-            "sku": [e.sku for e in events],
-            "warehouse": [e.warehouse for e in events],
-            "order_id": [None if p is None else str(p["order_id"]) for p in orders],
-            "qty": [e.qty if p is not None else None for e, p in zip(events, orders, strict=True)],
-            "price": [None if p is None else float(p["price"]) for p in orders],
-            "currency": [None if p is None else p["currency"] for p in orders],
+            "event_id": [r.event_id for r in records],
+            "ts_ms": [r.ts_ms for r in records],
+            "key": [r.key for r in records],
+            "record": [encode(r) for r in records],
+            "event_type": [r.event_type for r in records],
+            "sku": [r.sku for r in records],
+            "warehouse": [r.warehouse for r in records],
+            "order_id": [None if o is None else o[0] for o in orders],
+            "qty": [r.qty if o is not None else None for r, o in zip(records, orders, strict=True)],
+            "price": [None if o is None else o[1] for o in orders],
+            "currency": [None if o is None else o[2] for o in orders],
             "reason": pa.nulls(len(good), pa.string()),
         },
         schema=CHUNK_SCHEMA,

@@ -22,12 +22,14 @@ from aurora_ray.domain.currencies import ISO_4217
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
+    "CheckedLine",
     "EventType",
     "LineError",
     "ParsedBatch",
     "ShardRecord",
     "StreamEvent",
     "decode_shard_records",
+    "check_ndjson",
     "decode_stream_events",
     "encode_ndjson",
     "encode_stream_event",
@@ -206,10 +208,22 @@ class ParsedBatch:
     unknown_types: int = 0
     # encode_ndjson only: (Kafka key, topic record) of each accepted line, in line order
     records: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    # check_ndjson only: each accepted line, in line order
+    checked: list[CheckedLine] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
-        return len(self.events) + len(self.records)
+        return len(self.events) + len(self.records) + len(self.checked)
+
+
+@dataclass
+class CheckedLine:
+    """An accepted line as :func:`check_ndjson` gives it: its number, its topic record (the
+    payload as raw JSON), and the order's fields when it is an ``order.created``."""
+
+    line: int
+    record: ShardRecord
+    order: tuple[str, float, str] | None = None  # (order_id, price, currency)
 
 
 MAX_TS_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
@@ -299,7 +313,9 @@ def _payload_numbers(typed: _SkuPayload, line_no: int, errors: list[LineError]) 
     return 0, 0
 
 
-def _fast_record(raw: bytes, *, tenant_id: str, received_ms: int) -> ShardRecord | None:
+def _fast_record(
+    raw: bytes, *, tenant_id: str, received_ms: int
+) -> tuple[ShardRecord, _SkuPayload] | None:
     """The common line in one pass: a known type, the token's tenant, ``sku`` (not its old
     alias) and nothing wrong. The payload is decoded straight into its typed struct and goes to
     the topic as the client sent it. Anything else returns None and takes :func:`_parse_line`,
@@ -321,7 +337,7 @@ def _fast_record(raw: bytes, *, tenant_id: str, received_ms: int) -> ShardRecord
     qty, value = _payload_numbers(typed, 0, errors)
     if errors:
         return None
-    return ShardRecord(
+    record = ShardRecord(
         event_id=env.event_id or str(uuid.uuid4()),
         tenant_id=tenant_id,
         event_type=env.event_type,
@@ -333,6 +349,7 @@ def _fast_record(raw: bytes, *, tenant_id: str, received_ms: int) -> ShardRecord
         value=value,
         payload=env.payload,
     )
+    return record, typed
 
 
 def _parse_line(
@@ -425,7 +442,7 @@ def parse_ndjson(
     ``max_errors`` of them in ``errors``); ``foreign_tenant_lines`` lists lines whose tenant_id is
     not ``tenant_id``. Accepted lines are in ``events``, payloads parsed.
     """
-    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, records=False)
+    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, mode="events")
 
 
 def encode_ndjson(
@@ -440,7 +457,37 @@ def encode_ndjson(
     lines are in ``records``, as (Kafka key, topic record) pairs ready to produce, and
     ``events`` stays empty. The common line takes a one-pass path that keeps its payload as
     sent (~3x cheaper); the others are parsed and re-encoded."""
-    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, records=True)
+    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, mode="records")
+
+
+def check_ndjson(
+    body: bytes,
+    *,
+    tenant_id: str,
+    received_ms: int,
+    max_errors: int = 100,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> ParsedBatch:
+    """:func:`parse_ndjson` for bulk loads (the backfill): the same lines are accepted and
+    refused, but accepted lines are in ``checked`` with their line numbers, as topic records
+    the caller may still amend before encoding, plus each order's fields; the common line takes
+    :func:`encode_ndjson`'s one-pass path."""
+    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, mode="checked")
+
+
+def _as_record(event: StreamEvent) -> ShardRecord:
+    return ShardRecord(
+        event_id=event.event_id,
+        tenant_id=event.tenant_id,
+        event_type=event.event_type,
+        ts_ms=event.ts_ms,
+        received_ms=event.received_ms,
+        sku=event.sku,
+        warehouse=event.warehouse,
+        qty=event.qty,
+        value=event.value,
+        payload=msgspec.Raw(_encoder.encode(event.payload)),
+    )
 
 
 def _scan(
@@ -450,11 +497,12 @@ def _scan(
     max_errors: int,
     max_line_bytes: int,
     *,
-    records: bool,
+    mode: str,
 ) -> ParsedBatch:
     batch = ParsedBatch()
     tenant_id = str(uuid.UUID(tenant_id))
     encode = _encoder.encode
+    records, checked = mode == "records", mode == "checked"
     for line_no, raw in enumerate(body.split(b"\n"), start=1):
         if not raw.strip():
             continue
@@ -464,11 +512,20 @@ def _scan(
                 message = f"the line is {len(raw)} bytes; at most {max_line_bytes} are accepted"
                 batch.errors.append(LineError(line_no, "line", message))
             continue
-        if records:
+        if records or checked:
             fast = _fast_record(raw, tenant_id=tenant_id, received_ms=received_ms)
             if fast is not None:
-                key = fast.key
-                batch.records.append((key.encode() if key is not None else None, encode(fast)))
+                record, typed = fast
+                if checked:
+                    order = (
+                        (str(typed.order_id), typed.price, typed.currency)
+                        if isinstance(typed, OrderCreated)
+                        else None
+                    )
+                    batch.checked.append(CheckedLine(line_no, record, order))
+                    continue
+                key = record.key
+                batch.records.append((key.encode() if key is not None else None, encode(record)))
                 continue
         result = _parse_line(
             raw, line_no=line_no, tenant_id=tenant_id, received_ms=received_ms, batch=batch
@@ -487,6 +544,14 @@ def _scan(
             batch.records.append(
                 (key.encode() if key is not None else None, encode_stream_event(result))
             )
+        elif checked:
+            p = result.payload
+            order = (
+                (str(p["order_id"]), float(p["price"]), str(p["currency"]))
+                if result.event_type == EventType.ORDER_CREATED
+                else None
+            )
+            batch.checked.append(CheckedLine(line_no, _as_record(result), order))
         else:
             batch.events.append(result)
     return batch

@@ -18,6 +18,7 @@ from aurora_ray.domain.events import (
     EventType,
     LineError,
     StreamEvent,
+    check_ndjson,
     decode_stream_events,
     encode_ndjson,
     encode_stream_event,
@@ -637,7 +638,21 @@ def test_api_encoder_builds_the_records_of_the_parser(
         if old_alias:
             payload = {"sku_id": payload["sku"], **{k: v for k, v in payload.items() if k != "sku"}}
         lines.append(line(event_type, payload, event_id=f"e-{i}", occurred_at=occurred_at))
-    _assert_same_outcome(*_both(*lines))
+    parsed, encoded = _both(*lines)
+    _assert_same_outcome(parsed, encoded)
+    # The bulk form (the backfill's): the same records, with line numbers and order fields.
+    checked = check_ndjson(body(*lines), tenant_id=TENANT, received_ms=RECEIVED_MS)
+    assert checked.errors == parsed.errors
+    assert [c.line for c in checked.checked] == list(range(1, len(lines) + 1))
+    decoded, bad = decode_stream_events([msgspec.json.encode(c.record) for c in checked.checked])
+    assert bad == []
+    assert decoded == parsed.events
+    for c, event in zip(checked.checked, parsed.events, strict=True):
+        if event.event_type == EventType.ORDER_CREATED:
+            p = event.payload
+            assert c.order == (str(p["order_id"]), float(p["price"]), p["currency"])
+        else:
+            assert c.order is None
 
 
 def test_api_encoder_refuses_and_reports_like_the_parser() -> None:
