@@ -353,6 +353,59 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+# -- CPU accounting ----------------------------------------------------------------------------
+
+#: Roles of the machine's processes, by a piece of their command line (first match wins).
+_ROLES: tuple[tuple[str, str], ...] = (
+    ("tansu", "broker"),
+    ("valkey-server", "valkey"),
+    ("TenantShard", "shard"),
+    ("WarehouseSink", "warehouse sink"),
+    ("ServeReplica", "serve"),
+    ("ServeController", "serve"),
+    ("haproxy", "serve"),
+    ("ray::", "ray data tasks"),  # workers running tasks (map_batches) or idle in the pool
+    ("default_worker.py", "ray data tasks"),
+    ("raylet", "ray system"),
+    ("gcs_server", "ray system"),
+    ("dashboard", "ray system"),
+    ("log_monitor", "ray system"),
+    ("monitor.py", "ray system"),
+)
+
+
+def _cpu_role(cmdline: str) -> str:
+    return next((role for piece, role in _ROLES if piece in cmdline), "other")
+
+
+def cpu_snapshot() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every process on the machine, with its role."""
+    import psutil
+
+    out: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter(["pid", "cmdline", "name"]):
+        try:
+            times = proc.cpu_times()
+            cmdline = " ".join(proc.info["cmdline"] or [proc.info["name"] or ""])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        out[proc.info["pid"]] = (_cpu_role(cmdline), times.user + times.system)
+    return out
+
+
+def cpu_by_role(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds each role used between two snapshots (processes that ended in between are
+    not counted; a child waited for is counted by the caller through its rusage)."""
+    used: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        delta = seconds - before.get(pid, (role, 0.0))[1]
+        if delta > 0:
+            used[role] = used.get(role, 0.0) + delta
+    return used
+
+
 def ensure_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
