@@ -191,17 +191,24 @@ class OrderSink:
     ) -> None:
         """Buffer a batch. Orders a backfill produced are not written again: the backfill job
         wrote them to fact_order itself (header ``aurora-source: backfill``)."""
-        events, bad = decode_stream_events(values)  # bad records: the shards dead-letter them
-        skipped = set(bad)
-        good = [i for i in range(len(positions)) if i not in skipped]
-        backfilled = backfilled or set()
         buf = self._buffer
+        live: range | list[int] = range(len(values))
+        if backfilled:
+            # Backfilled records are only passed over: their offsets advance with the batch, and
+            # they are never decoded (a 5 M-event backfill would cost the sink ~40 s of CPU).
+            for i in backfilled:
+                buf.partitions.append(positions[i][0])
+                buf.offsets.append(positions[i][1])
+            live = [i for i in live if i not in backfilled]
+        # bad records: the shards dead-letter them
+        events, bad_live = decode_stream_events([values[i] for i in live])
+        bad = [live[j] for j in bad_live]
+        skipped = set(bad)
+        good = [i for i in live if i not in skipped]
         for event, i in zip(events, good, strict=True):
             partition, offset = positions[i]
             buf.partitions.append(partition)
             buf.offsets.append(offset)
-            if i in backfilled:
-                continue
             if event.event_type == EventType.ORDER_CREATED and event.sku is not None:
                 payload = event.payload
                 buf.order_pos.append(len(buf.offsets) - 1)
