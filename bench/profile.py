@@ -1,8 +1,9 @@
 """Profile the hot paths in one process with pyinstrument, on a real Valkey and broker.
 
 ``python -m bench.profile stream``: a ``ShardProcessor`` (what a ``TenantShard`` runs) folds a
-pre-filled topic. ``python -m bench.profile ingest``: what ``POST /v1/ingest/events`` does per
-request (gunzip, parse and check, encode, produce and wait for every ack), without HTTP.
+pre-filled topic (``history``: the same on the backfill bench's history).
+``python -m bench.profile ingest``: what ``POST /v1/ingest/events`` does per request (gunzip,
+parse and check, encode, produce and wait for every ack), without HTTP.
 Reports (text; HTML with ``--html``) go to ``--out`` (default ``bench/results/profiles``). For
 the processes of a running stack, use py-spy: ``py-spy record --pid <pid> --duration 20``.
 """
@@ -37,11 +38,19 @@ def _settings(data_dir: Path, redis_url: str, bootstrap: str) -> Settings:
     )
 
 
-def profile_stream(settings: Settings, events: int, skus: int) -> tuple[Profiler, float]:
+def profile_stream(
+    settings: Settings, events: int, skus: int, *, history: bool = False
+) -> tuple[Profiler, float]:
     tenant = "00000000-0000-0000-0000-0000000f11e5"
     TopicAdmin(settings.kafka_bootstrap).ensure_topic(settings.topic_for(tenant), _PARTITIONS)
-    lines = snapshot_lines(tenant, range(skus), on_hand=50_000)
-    lines += order_lines(tenant, events - skus, skus=skus, seed=7)
+    if history:  # the backfill bench's history: months of event time, receipts, stock-outs
+        from bench.history import generate_history
+
+        data = generate_history(tenant, events, skus=skus, days=74.0, seed=7).data
+        lines = data.to_pybytes().splitlines()
+    else:
+        lines = snapshot_lines(tenant, range(skus), on_hand=50_000)
+        lines += order_lines(tenant, events - skus, skus=skus, seed=7)
     delivered, _ = produce_raw(
         settings.kafka_bootstrap, settings.topic_for(tenant), topic_records(tenant, lines)
     )
@@ -91,7 +100,11 @@ def profile_ingest(settings: Settings, requests: int) -> tuple[Profiler, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("path", choices=("stream", "ingest"))
+    parser.add_argument(
+        "path",
+        choices=("stream", "history", "ingest"),
+        help="history: the stream path on the backfill bench's history",
+    )
     parser.add_argument("--events", type=int, default=500_000, help="stream: records")
     parser.add_argument("--skus", type=int, default=20_000, help="stream: SKUs")
     parser.add_argument("--requests", type=int, default=300, help="ingest: 1 000-event requests")
@@ -104,8 +117,10 @@ def main(argv: list[str] | None = None) -> None:
         tansu = start_tansu(data_dir)
         try:
             settings = _settings(data_dir, valkey.url, tansu.url)
-            if args.path == "stream":
-                profiler, rate = profile_stream(settings, args.events, args.skus)
+            if args.path in ("stream", "history"):
+                profiler, rate = profile_stream(
+                    settings, args.events, args.skus, history=args.path == "history"
+                )
             else:
                 profiler, rate = profile_ingest(settings, args.requests)
         finally:
