@@ -180,8 +180,9 @@ def run(target: Target, size: Size) -> ScenarioResult:
             metric=f"event -> alert latency p99 at {size.e2e_rate} events/s",
             unit="ms",
             aurora=lat["p99"],
-            target="<= 2000",
-            ok=lat["p99"] <= 2000 if latencies else False,
+            # The target is at 30 K/s; at a higher rate the figure is reported, not judged.
+            target="<= 2000" if size.e2e_rate <= 30_000 else "",
+            ok=(lat["p99"] <= 2000 if latencies else False) if size.e2e_rate <= 30_000 else None,
         ),
         Row(
             metric=(
@@ -192,8 +193,9 @@ def run(target: Target, size: Size) -> ScenarioResult:
             aurora=steady["scored_per_s"],
             anchor=steady["accepted_per_s"],
             anchor_name="accepted over the same window",
-            target=">= 45000 sustained",
-            ok=held,
+            # The PRD's burst, held: judged when the run offers it (--e2e-rate 45000 or more).
+            target=">= 45000 sustained" if size.e2e_rate >= 45_000 else "",
+            ok=held if size.e2e_rate >= 45_000 else None,
             note=(
                 f"backlog {steady['backlog_start']:.0f} -> {steady['backlog_end']:.0f} events "
                 f"over the window; {overall / 1000:.1f} K/s counted over the whole run and the "
