@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta
@@ -497,7 +497,7 @@ def _scan(
     max_errors: int,
     max_line_bytes: int,
     *,
-    mode: str,
+    mode: Literal["events", "records", "checked"],
 ) -> ParsedBatch:
     batch = ParsedBatch()
     tenant_id = str(uuid.UUID(tenant_id))
