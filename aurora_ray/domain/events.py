@@ -476,7 +476,8 @@ def check_ndjson(
 
 
 def _as_record(event: StreamEvent) -> ShardRecord:
-    return ShardRecord(
+    """The same record as ``event``; encoded, the same bytes as :func:`encode_stream_event`."""
+    record = ShardRecord(
         event_id=event.event_id,
         tenant_id=event.tenant_id,
         event_type=event.event_type,
@@ -486,8 +487,10 @@ def _as_record(event: StreamEvent) -> ShardRecord:
         warehouse=event.warehouse,
         qty=event.qty,
         value=event.value,
-        payload=msgspec.Raw(_encoder.encode(event.payload)),
     )
+    if event.payload:  # an empty one stays the default, which encoding omits as StreamEvent's
+        record.payload = msgspec.Raw(_encoder.encode(event.payload))
+    return record
 
 
 def _scan(
@@ -501,8 +504,7 @@ def _scan(
 ) -> ParsedBatch:
     batch = ParsedBatch()
     tenant_id = str(uuid.UUID(tenant_id))
-    encode = _encoder.encode
-    records, checked = mode == "records", mode == "checked"
+    checked = mode == "checked"
     for line_no, raw in enumerate(body.split(b"\n"), start=1):
         if not raw.strip():
             continue
@@ -512,20 +514,14 @@ def _scan(
                 message = f"the line is {len(raw)} bytes; at most {max_line_bytes} are accepted"
                 batch.errors.append(LineError(line_no, "line", message))
             continue
-        if records or checked:
+        if mode != "events":
             fast = _fast_record(raw, tenant_id=tenant_id, received_ms=received_ms)
             if fast is not None:
                 record, typed = fast
-                if checked:
-                    order = (
-                        (str(typed.order_id), typed.price, typed.currency)
-                        if isinstance(typed, OrderCreated)
-                        else None
-                    )
-                    batch.checked.append(CheckedLine(line_no, record, order))
-                    continue
-                key = record.key
-                batch.records.append((key.encode() if key is not None else None, encode(record)))
+                order = None
+                if checked and isinstance(typed, OrderCreated):
+                    order = (str(typed.order_id), typed.price, typed.currency)
+                _keep(batch, line_no, record, order, checked=checked)
                 continue
         result = _parse_line(
             raw, line_no=line_no, tenant_id=tenant_id, received_ms=received_ms, batch=batch
@@ -539,22 +535,32 @@ def _scan(
         if result.tenant_id != tenant_id:
             batch.foreign_tenant_lines.append(line_no)
             continue
-        if records:
-            key = result.key
-            batch.records.append(
-                (key.encode() if key is not None else None, encode_stream_event(result))
-            )
-        elif checked:
-            p = result.payload
-            order = (
-                (str(p["order_id"]), float(p["price"]), str(p["currency"]))
-                if result.event_type == EventType.ORDER_CREATED
-                else None
-            )
-            batch.checked.append(CheckedLine(line_no, _as_record(result), order))
-        else:
+        if mode == "events":
             batch.events.append(result)
+            continue
+        order = None
+        if checked and result.event_type == EventType.ORDER_CREATED:
+            p = result.payload
+            order = (str(p["order_id"]), float(p["price"]), str(p["currency"]))
+        _keep(batch, line_no, _as_record(result), order, checked=checked)
     return batch
+
+
+def _keep(
+    batch: ParsedBatch,
+    line_no: int,
+    record: ShardRecord,
+    order: tuple[str, float, str] | None,
+    *,
+    checked: bool,
+) -> None:
+    """An accepted line into ``checked`` (with its number and order fields) or, encoded, into
+    ``records`` with its Kafka key."""
+    if checked:
+        batch.checked.append(CheckedLine(line_no, record, order))
+        return
+    key = record.key
+    batch.records.append((key.encode() if key is not None else None, _encoder.encode(record)))
 
 
 def encode_stream_event(event: StreamEvent) -> bytes:

@@ -698,3 +698,19 @@ def test_api_encoder_sends_the_payload_as_the_client_wrote_it() -> None:
     assert sent.encode() in value
     [event] = decode_stream_events([value])[0]
     assert (event.qty, event.payload["note"]) == (2, {"gift": True})
+
+
+def test_api_encoder_writes_the_parsers_bytes_for_lines_off_the_one_pass_path() -> None:
+    """Lines the one-pass path leaves to the full parse (old alias, unknown type with an empty
+    payload, a tenant_id in another spelling) go to the topic exactly as encode_stream_event
+    writes the parser's event."""
+    lines = [
+        line(EventType.STOCK_RECEIVED, {"sku_id": "A", "warehouse": "W", "qty": 1}, event_id="a"),
+        line("promo.started", {}, event_id="b"),
+        line(EventType.STOCK_RECEIVED, {"sku": "A", "warehouse": "W", "qty": 1},
+             tenant_id=TENANT.upper(), event_id="c"),
+    ]
+    parsed, encoded = _both(*lines)
+    assert [value for _, value in encoded.records] == [
+        encode_stream_event(e) for e in parsed.events
+    ]
