@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,24 +67,16 @@ async def closed_loop_posts(
 ) -> LoadResult:
     """``clients`` connections each posting the next body as soon as the last one was answered,
     for ``seconds``. ``bodies`` are (gzip NDJSON, events) pairs, cycled."""
-    result = LoadResult()
     cycle = itertools.cycle(bodies)
     headers = _post_headers(token)
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    connector = aiohttp.TCPConnector(limit=clients)
-    began = time.perf_counter()
-    deadline = began + seconds
 
-    async with aiohttp.ClientSession(base_url, timeout=timeout, connector=connector) as http:
+    async def send(http: aiohttp.ClientSession, result: LoadResult) -> None:
+        body, events = next(cycle)
+        await _post(http, body, events, headers, result)
 
-        async def client() -> None:
-            while time.perf_counter() < deadline:
-                body, events = next(cycle)
-                await _post(http, body, events, headers, result)
-
-        await asyncio.gather(*(client() for _ in range(clients)))
-    result.seconds = time.perf_counter() - began
-    return result
+    return await _closed_loop(
+        send, clients=clients, seconds=seconds, timeout_s=timeout_s, base_url=base_url
+    )
 
 
 async def closed_loop_gets(
@@ -97,17 +89,34 @@ async def closed_loop_gets(
 ) -> LoadResult:
     """``clients`` connections each sending the next GET as soon as the last one was answered,
     for ``seconds``: the most a server answers (its capacity), not its latency at a rate."""
+
+    async def send(http: aiohttp.ClientSession, result: LoadResult) -> None:
+        await _get(http, url, headers, result, since=time.perf_counter())
+
+    return await _closed_loop(send, clients=clients, seconds=seconds, timeout_s=timeout_s)
+
+
+async def _closed_loop(
+    send: Callable[[aiohttp.ClientSession, LoadResult], Awaitable[None]],
+    *,
+    clients: int,
+    seconds: float,
+    timeout_s: float,
+    base_url: str | None = None,
+) -> LoadResult:
+    """``clients`` connections each calling ``send`` again as soon as it returns, until
+    ``seconds`` have passed."""
     result = LoadResult()
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     connector = aiohttp.TCPConnector(limit=clients)
     began = time.perf_counter()
     deadline = began + seconds
 
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+    async with aiohttp.ClientSession(base_url, timeout=timeout, connector=connector) as http:
 
         async def client() -> None:
             while time.perf_counter() < deadline:
-                await _get(http, url, headers, result, since=time.perf_counter())
+                await send(http, result)
 
         await asyncio.gather(*(client() for _ in range(clients)))
     result.seconds = time.perf_counter() - began
