@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["headline_table", "write_report"]
+__all__ = ["equal_precision", "headline_table", "oracle_ceiling", "write_report"]
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -97,6 +97,9 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
     for name, res in methods.items():
         pr = res["pr_curve"]
         ax.plot(pr["recall"], pr["precision"], "o-", ms=3, label=name)
+    for res in results.get("reference", {}).values():
+        pr = res["pr_curve"]
+        ax.plot(pr["recall"], pr["precision"], "k--", ms=3, label=res["label"])
     ax.set(xlabel="recall@24h", ylabel="precision", title="Precision / recall over thresholds")
     ax.legend()
     fig.savefig(out_dir / "precision_recall.png", dpi=110, bbox_inches="tight")
@@ -140,20 +143,30 @@ def recall_at_precision(curve: dict[str, Any], target: float, key: str = "recall
     return max(qualifying, default=float("nan"))
 
 
+def _precision_levels(batch: dict[str, Any]) -> list[float]:
+    """The batch's best precision at any threshold, and 0.05 and 0.1 below it."""
+    best = max((p for p in batch["pr_curve"]["precision"] if p == p), default=float("nan"))
+    return sorted({round(best - 0.1, 2), round(best - 0.05, 2), best})
+
+
 def equal_precision(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each method's recall@24h against the nightly batch's, at the batch's best precision
-    and at lower precision levels (all episodes, and the drain-announced ones)."""
+    and at lower precision levels (all episodes, and the drain-announced ones). Reference
+    methods (``results["reference"]``, e.g. the rate oracle) follow under their label."""
     methods = results["methods"]
     batch = methods.get("nightly-batch")
     if batch is None:
         return []
-    best = max((p for p in batch["pr_curve"]["precision"] if p == p), default=float("nan"))
+    compared = {**methods, **results.get("reference", {})}
     rows = []
-    for level in sorted({round(best - 0.1, 2), round(best - 0.05, 2), best}):
-        for name, method in methods.items():
+    for level in _precision_levels(batch):
+        for name, method in compared.items():
             if name == "nightly-batch":
                 continue
-            row: dict[str, Any] = {"precision_at_least": level, "method": name}
+            row: dict[str, Any] = {
+                "precision_at_least": level,
+                "method": method.get("label", name),
+            }
             for key in ("recall", "recall_drain"):
                 ours = recall_at_precision(method["pr_curve"], level, key)
                 theirs = recall_at_precision(batch["pr_curve"], level, key)
@@ -162,6 +175,84 @@ def equal_precision(results: dict[str, Any]) -> list[dict[str, Any]]:
                 row[f"ratio_{key}"] = ours / theirs if theirs and theirs == theirs else None
             rows.append(row)
     return rows
+
+
+def _ratio(ours: float, theirs: float) -> float | None:
+    return ours / theirs if theirs and theirs == theirs and ours == ours else None
+
+
+def oracle_ceiling(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """At each of the batch's precision levels: recall@24h of the batch, of Aurora's live
+    scorer and of the rate oracle (the ceiling for a forecaster of the demand level), the
+    ratios to the batch and Aurora's share of the oracle's recall; the same on the drain
+    episodes. Empty without the oracle or the batch."""
+    methods = results["methods"]
+    batch = methods.get("nightly-batch")
+    oracle = results.get("reference", {}).get("rate-oracle")
+    if batch is None or oracle is None:
+        return []
+    aurora = methods.get("aurora-analytic")
+    rows = []
+    for level in _precision_levels(batch):
+        row: dict[str, Any] = {"precision_at_least": level}
+        for key, suffix in (("recall", ""), ("recall_drain", "_drain")):
+            theirs = recall_at_precision(batch["pr_curve"], level, key)
+            best = recall_at_precision(oracle["pr_curve"], level, key)
+            live = recall_at_precision(aurora["pr_curve"], level, key) if aurora else float("nan")
+            row[f"batch{suffix}"] = theirs
+            row[f"aurora{suffix}"] = live
+            row[f"oracle{suffix}"] = best
+            row[f"oracle_ratio{suffix}"] = _ratio(best, theirs)
+            row[f"aurora_ratio{suffix}"] = _ratio(live, theirs)
+            row[f"aurora_share_of_oracle{suffix}"] = _ratio(live, best)
+        rows.append(row)
+    return rows
+
+
+def _oracle_lines(results: dict[str, Any]) -> list[str]:
+    rows = results.get("oracle_ceiling") or oracle_ceiling(results)
+    oracle = results.get("reference", {}).get("rate-oracle")
+    if not rows or oracle is None:
+        return []
+    lines = [
+        "## The measured ceiling: a rate oracle",
+        "",
+        f"Reference, not a product method: **{oracle['label']}**. The live fold (stock, purchase "
+        "orders and timers exactly as Aurora's) scored with Aurora's scorer, but with each SKU's "
+        "demand rate and second moment *realised* over "
+        f"[t − {_fmt(oracle['window_days'], 0)} d, t) ∪ [t + H, t + H + "
+        f"{_fmt(oracle['window_days'], 0)} d): it knows the future demand level, not the "
+        "orders inside the horizon. Its recall is what a forecaster of the demand level can "
+        "reach on this data.",
+        "",
+        "| precision ≥ | batch | aurora-analytic | ratio | rate oracle | ratio | aurora / oracle "
+        "| drain: batch | aurora | oracle | oracle ratio |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {_fmt(r['precision_at_least'], 2)} | {_fmt(r['batch'])} | {_fmt(r['aurora'])} "
+            f"| {_fmt(r['aurora_ratio'], 2)} | {_fmt(r['oracle'])} "
+            f"| {_fmt(r['oracle_ratio'], 2)} | {_fmt(r['aurora_share_of_oracle'], 2)} "
+            f"| {_fmt(r['batch_drain'])} | {_fmt(r['aurora_drain'])} | {_fmt(r['oracle_drain'])} "
+            f"| {_fmt(r['oracle_ratio_drain'], 2)} |"
+        )
+    top = rows[-1]
+    ratio = top["oracle_ratio"]
+    if ratio is not None:
+        verdict = (
+            "below 2×: the 2× target lies above what a forecaster of the demand level can reach "
+            "on this data"
+            if ratio < 2
+            else "at least 2×: the data allows the 2× target, and Aurora has headroom"
+        )
+        lines += [
+            "",
+            f"At the batch's best precision ({_fmt(top['precision_at_least'], 2)}) the oracle "
+            f"reaches {_fmt(ratio, 2)}× the batch's recall@24h, {verdict}.",
+        ]
+    lines += ["", headline_table({"methods": {oracle["label"]: oracle}}), ""]
+    return lines
 
 
 def _equal_precision_table(rows: list[dict[str, Any]]) -> str:
@@ -249,8 +340,9 @@ def write_report(results: dict[str, Any], out_dir: Path) -> Path:
         "precision-recall curves (thresholds 0.05 to 0.95); the top level is the best precision "
         "the batch reaches at any threshold.",
         "",
-        _equal_precision_table(equal_precision(results)),
+        _equal_precision_table(results.get("equal_precision") or equal_precision(results)),
         "",
+        *_oracle_lines(results),
         *_pipeline_lines(results),
         "## Closed loop (expedite on every alert at p >= 0.7)",
         "",

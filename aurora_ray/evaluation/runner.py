@@ -32,7 +32,13 @@ from aurora_ray.domain.calendar import fit_week_profile
 from aurora_ray.domain.state import ScoringParams
 from aurora_ray.evaluation import metrics as m
 from aurora_ray.evaluation.data import TEST_FROM
-from aurora_ray.evaluation.methods import METHODS, Predictor, make_predictor
+from aurora_ray.evaluation.methods import (
+    METHODS,
+    REFERENCE_METHODS,
+    DemandTimeline,
+    Predictor,
+    make_predictor,
+)
 from aurora_ray.evaluation.simulate import Benchmark, build_benchmark, episodes_of
 from aurora_ray.settings import Settings, load_settings
 
@@ -62,6 +68,8 @@ class EvaluationConfig:
     through_pipeline: bool = False  # also send the stream through HTTP -> Kafka -> shards
     # The shop sends its purchase orders (stock.ordered) as it places them (see ADR-005).
     purchase_orders: bool = True
+    # The rate oracle's window W on each side of the horizon (chosen on the validation split).
+    oracle_window_days: float = 14.0
 
 
 @dataclass
@@ -182,6 +190,24 @@ def training_calendar(events: Sequence[Mapping[str, Any]], test_from_s: float) -
     qty = np.array([float(e["payload"]["qty"]) for e in orders])
     before = ts < test_from_s
     return fit_week_profile(ts[before], qty[before])
+
+
+def demand_timeline(bench: Benchmark) -> DemandTimeline:
+    """The in-scope SKUs' real demand (every cleaned order line, units requested: before the
+    simulated shelf turned any away), from the data's first line to the simulation's end."""
+    import pandas as pd
+
+    lines = pd.concat([bench.train, bench.test], ignore_index=True)
+    lines = lines[lines["sku"].isin(set(bench.skus))]
+    times = lines["ts"].astype("datetime64[ms, UTC]").astype("int64").to_numpy() / 1e3
+    start_s = float(times.min()) if len(times) else float(bench.test_from.timestamp())
+    return DemandTimeline.from_lines(
+        lines["sku"].astype(str).to_numpy(),
+        times,
+        lines["qty"].to_numpy(np.float64),
+        start_s=min(start_s, float(bench.result.start.timestamp())),
+        end_s=float(bench.result.end.timestamp()),
+    )
 
 
 def _run(predictor: Predictor, events: Sequence[Mapping[str, Any]]) -> None:
@@ -359,6 +385,37 @@ def _loop_outcome(bench: Benchmark) -> dict[str, Any]:
     }
 
 
+def _reference(
+    names: Sequence[str],
+    bench: Benchmark,
+    events: Sequence[Mapping[str, Any]],
+    truth: _Truth,
+    config: EvaluationConfig,
+    tenant_id: str,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """The reference methods (what the data allows, not products), scored as the methods are."""
+    from aurora_ray.evaluation.methods import ORACLE_LABEL
+
+    out: dict[str, Any] = {}
+    demand = demand_timeline(bench)
+    window_s = config.oracle_window_days * 86_400.0
+    for name in names:
+        progress(f"replaying {len(events)} events through {name} (reference, not a product)")
+        predictor = make_predictor(
+            name, tenant_id, config.params, demand=demand, oracle_window_s=window_s
+        )
+        _run(predictor, events)
+        out[name] = {
+            "label": ORACLE_LABEL,
+            "window_days": config.oracle_window_days,
+            "demand": "order lines as requested (before lost sales), cleaned and capped",
+            "seconds": round(getattr(predictor, "elapsed_s", float("nan")), 1),
+            **_method_metrics(predictor, truth, config),
+        }
+    return out
+
+
 def evaluate(
     path: Path,
     out_dir: Path,
@@ -368,7 +425,7 @@ def evaluate(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Run the protocol; write ``metrics.json``, ``report.md`` and plots into ``out_dir``."""
-    from aurora_ray.evaluation.report import write_report
+    from aurora_ray.evaluation.report import equal_precision, oracle_ceiling, write_report
 
     config = config or EvaluationConfig()
     tenant_id = str(uuid.UUID(int=0x5EED))
@@ -401,6 +458,8 @@ def evaluate(
         "ceiling": _single_order_share(bench, config.horizon_s, truth),
         "methods": {},
     }
+    product = [name for name in config.methods if name not in REFERENCE_METHODS]
+    reference = [name for name in config.methods if name in REFERENCE_METHODS]
     model = None
     if "xgboost" in config.methods:
         from aurora_ray.evaluation.learned import train_xgboost, training_set
@@ -416,7 +475,7 @@ def evaluate(
         )
         model = train_xgboost(data)
         results["xgboost_training_rows"] = len(data)
-    for name in config.methods:
+    for name in product:
         progress(f"replaying {len(events)} events through {name}")
         predictor = make_predictor(name, tenant_id, config.params, model=model)
         _run(predictor, events)
@@ -425,9 +484,13 @@ def evaluate(
             results["through_pipeline"] = _through_pipeline(
                 predictor, events, settings, progress, config.params
             )
+    if reference:
+        results["reference"] = _reference(
+            reference, bench, events, truth, config, tenant_id, progress
+        )
     if config.closed_loop:
         loop: dict[str, Any] = {"none": _loop_outcome(bench)}
-        for name in config.methods:
+        for name in product:
             progress(f"closed loop: {name} expedites at p >= {config.closed_loop_threshold}")
             run = build_benchmark(
                 path,
@@ -446,6 +509,8 @@ def evaluate(
                 1 - outcome["stockout_episodes"] / base if base else float("nan")
             )
         results["closed_loop"] = loop
+    results["equal_precision"] = equal_precision(results)
+    results["oracle_ceiling"] = oracle_ceiling(results)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=float))
     write_report(results, out_dir)
