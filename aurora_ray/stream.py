@@ -28,7 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from aurora_ray.adapters.kafka import make_consumer
 from aurora_ray.adapters.redis_store import Checkpoint, RedisStore
-from aurora_ray.domain.alerts import AlertRecord, build_outputs
+from aurora_ray.domain.alerts import build_outputs
 from aurora_ray.domain.events import decode_shard_records
 from aurora_ray.domain.state import TYPE_CODES, ScoringParams, SkuState
 from aurora_ray.domain.timers import fold_with_timers
@@ -229,18 +229,13 @@ class ShardProcessor:
         self._refresh_model()
         outputs = fold_with_timers(self.state, events, partitions, self.params, self.scorer.model)
         now = self.clock()
-        predictions: dict[str, dict[str, Any]] = {}
-        alerts: list[AlertRecord] = []
-        for output in outputs:  # in order: a later picture of a SKU replaces an earlier one
-            batch_predictions, batch_alerts = build_outputs(
-                self.state,
-                output,
-                tenant_id=self.tenant_id,
-                model_version=self.scorer.version,
-                now_s=now,
-            )
-            predictions.update(batch_predictions)
-            alerts.extend(batch_alerts)
+        predictions, alerts = build_outputs(
+            self.state,
+            outputs,
+            tenant_id=self.tenant_id,
+            model_version=self.scorer.version,
+            now_s=now,
+        )
         self.predictions.append(self.state, outputs, model_version=self.scorer.version)
         unknown = sum(1 for e in events if e.event_type not in TYPE_CODES)
         self.store.write_outputs(

@@ -171,7 +171,7 @@ def reference(
     state.set_thresholds(overrides or {})
     output = apply_batch(state, EventBatch.from_events(events), params_of(settings))
     predictions, alerts = build_outputs(
-        state, output, tenant_id=tenant_id, model_version=settings.model_version, now_s=0.0
+        state, [output], tenant_id=tenant_id, model_version=settings.model_version, now_s=0.0
     )
     return state, predictions, alerts
 
