@@ -20,8 +20,14 @@ Authenticate with OAuth2 client credentials (`POST /v1/oauth/token`) and send th
 
 
 def create_api(
-    ctx: ApiContext, *, ray_health: Callable[[], dict[str, Any]], metrics: ApiMetrics
+    ctx: ApiContext,
+    *,
+    ray_health: Callable[[], dict[str, Any]],
+    metrics: ApiMetrics,
+    fast_reads: bool = True,
 ) -> FastAPI:
+    """The API. ``fast_reads``: answer ``GET /v1/stock/alerts`` through its fast path (the
+    ``routes_stock.FastAlerts`` middleware), which gives the same answers; off only to compare."""
     app = FastAPI(
         title="Aurora API",
         version=__version__,
@@ -36,6 +42,8 @@ def create_api(
     app.include_router(routes_ingest.router(metrics), prefix="/v1")
     app.include_router(routes_backfill.router(), prefix="/v1")
     app.include_router(routes_stock.router(), prefix="/v1")
+    if fast_reads:
+        app.add_middleware(routes_stock.FastAlerts, ctx=ctx)
     app.include_router(routes_export.router(), prefix="/v1")
     # Health checks also answer at the root, outside the versioned API.
     root_status = next(r for r in auth.routes if isinstance(r, APIRoute) and r.path == "/status")

@@ -35,6 +35,7 @@ from aurora_ray.settings import Settings
 from aurora_ray.stream import ShardProcessor
 from aurora_ray.tenants import NewTenant, create_tenant
 from aurora_ray.testing import envelope, ndjson, order, sku_upserted, stock_snapshot
+from serve import deps
 from serve.api import create_api
 from serve.context import ApiContext
 from serve.metrics import ApiMetrics
@@ -764,6 +765,91 @@ def test_alerts_pagination_and_filters(api: Api) -> None:
     other = new_tenant(api, "alerts-other")
     response = api.http.get("/v1/stock/alerts", headers=auth(token(api, other)))
     assert response.status_code == 200 and response.json() == []
+
+
+def test_the_alerts_fast_path_answers_as_the_route_does(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``FastAlerts`` answers GET /v1/stock/alerts before FastAPI does; for every kind of request,
+    valid or not, the answer (status, body, Link) is the FastAPI route's own."""
+    who = new_tenant(api, "alerts-fast")
+    bearer = token(api, who)
+    tid = who.tenant_id
+    now = float(int(time.time()))
+    alerts = [
+        _alert(tid, f"F{i}", "DE-HAM" if i % 2 else "FR-PAR", 0.5 + i / 20, now - i, now - i)
+        for i in range(8)
+    ]
+    api.ctx.store.write_outputs(tid, shard=0, predictions={}, alerts=alerts)
+    # Its own context: the store's asyncio client belongs to the event loop of its first client.
+    slow_ctx = ApiContext.from_settings(api.settings)
+    route_only = create_api(slow_ctx, ray_health=_ok, metrics=api.metrics, fast_reads=False)
+    no_scope = token(api, who, scope="events:write")
+    expired = jwt.encode(
+        {
+            "iss": api.settings.jwt_issuer,
+            "sub": who.client_id,
+            "tenant_id": tid,
+            "scope": "alerts:read",
+            "iat": int(now) - 7200,
+            "exp": int(now) - 3600,
+        },
+        JWT_SECRET,
+        algorithm="HS256",
+    )
+    cases: list[tuple[str, dict[str, str]]] = [
+        ("", auth(bearer)),
+        ("?limit=3", auth(bearer)),
+        ("?limit=2&warehouse=DE-HAM", auth(bearer)),
+        (f"?sku=F3&since={iso_utc(now - 5)}", auth(bearer)),
+        ("?min_probability=0.7&limit=1000", auth(bearer)),
+        ("?since=2026-01-01T00:00:00%2B02:00", auth(bearer)),
+        ("?sku=", auth(bearer)),
+        ("?limit=0", auth(bearer)),
+        ("?limit=1001", auth(bearer)),
+        ("?limit=abc", auth(bearer)),
+        ("?min_probability=1.5", auth(bearer)),
+        ("?min_probability=nan", auth(bearer)),
+        ("?since=yesterday", auth(bearer)),
+        ("?since=2026-01-01T00:00:00", auth(bearer)),
+        ("?cursor=not-a-cursor", auth(bearer)),
+        ("?limit=2&limit=3", auth(bearer)),
+        ("?unknown=1", auth(bearer)),
+        ("", {}),
+        ("", {"Authorization": f"Basic {bearer}"}),
+        ("", {"Authorization": "Bearer "}),
+        ("", {"Authorization": f"bearer   {bearer}  "}),
+        ("", auth(bearer + "x")),
+        ("", auth(expired)),
+        ("", auth(no_scope)),
+    ]
+    with TestClient(route_only) as slow:
+        page = slow.get("/v1/stock/alerts?limit=3", headers=auth(bearer))
+        cursor = _NEXT.search(page.headers["link"]).group(1).split("cursor=")[1]  # type: ignore[union-attr]
+        cases.append((f"?limit=3&cursor={cursor}", auth(bearer)))
+        for query, headers in cases:
+            want = slow.get("/v1/stock/alerts" + query, headers=headers)
+            got = api.http.get("/v1/stock/alerts" + query, headers=headers)
+            assert (got.status_code, got.content, got.headers.get("link")) == (
+                want.status_code,
+                want.content,
+                want.headers.get("link"),
+            ), query
+        for method in ("POST", "DELETE"):
+            want = slow.request(method, "/v1/stock/alerts", headers=auth(bearer))
+            got = api.http.request(method, "/v1/stock/alerts", headers=auth(bearer))
+            assert (got.status_code, got.content) == (want.status_code, want.content)
+    _close(slow_ctx)
+    # A valid read never reaches the FastAPI route (whose scope check is serve.deps._verify).
+    routed: list[str] = []
+    real_verify = deps._verify
+    monkeypatch.setattr(deps, "_verify", lambda *a: routed.append("route") or real_verify(*a))
+    assert api.http.get("/v1/stock/alerts?limit=3", headers=auth(bearer)).json() == [
+        a.to_api() for a in alerts[:3]
+    ]
+    assert routed == []
+    assert api.http.get("/v1/stock/alerts?limit=0", headers=auth(bearer)).status_code == 422
+    assert routed == ["route"]
 
 
 def test_filtered_alerts_behind_many_others_are_still_reachable(api: Api) -> None:
