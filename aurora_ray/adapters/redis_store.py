@@ -38,6 +38,8 @@ import redis
 import redis.asyncio
 from redis.commands.core import Script
 
+from aurora_ray.adapters.resp import RespClient
+from aurora_ray.adapters.resp import supports as resp_supports
 from aurora_ray.domain.alerts import AlertRecord
 
 __all__ = ["AlertPage", "Checkpoint", "RedisStore"]
@@ -206,6 +208,7 @@ class RedisStore:
         self.url = url
         self._client: redis.Redis | None = None
         self._aclient: redis.asyncio.Redis | None = None
+        self._resp: RespClient | None = None
         self._write_predictions: Script | None = None
         self._write_alerts: Script | None = None
 
@@ -223,7 +226,22 @@ class RedisStore:
         return self._aclient
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "_client": None, "_aclient": None}
+        return {"url": self.url, "_client": None, "_aclient": None, "_resp": None}
+
+    async def _zrevrangebyscore(
+        self, key: str, high: str, low: str, start: int, num: int
+    ) -> list[tuple[bytes, float]]:
+        """``ZREVRANGEBYSCORE … WITHSCORES LIMIT`` on the event loop, through the lean client
+        (:mod:`aurora_ray.adapters.resp`) where the URL allows it."""
+        if self._resp is None and resp_supports(self.url):
+            self._resp = RespClient(self.url, timeout=10)
+        if self._resp is None:
+            pairs = await self.aclient.zrevrangebyscore(key, high, low, start, num, withscores=True)
+            return cast(list[tuple[bytes, float]], pairs)
+        flat = await self._resp.call(
+            "ZREVRANGEBYSCORE", key, high, low, "WITHSCORES", "LIMIT", start, num
+        )
+        return list(zip(flat[::2], map(float, flat[1::2]), strict=True))
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -409,8 +427,7 @@ class RedisStore:
         Redis without holding a thread (a thread hop costs a Serve replica more than the read)."""
         scan = _AlertScan(tenant_id, sku, warehouse, since_ms, min_probability, limit, cursor)
         while scan.wants_more():
-            chunk = await self.aclient.zrevrangebyscore(*scan.request(), withscores=True)
-            scan.feed(chunk)
+            scan.feed(await self._zrevrangebyscore(*scan.request()))
         return scan.page()
 
     def predictions(
