@@ -387,7 +387,7 @@ class RateOracle(AuroraAnalytic):
         demand: DemandTimeline,
         params: ScoringParams | None = None,
         *,
-        window_s: float = 14 * _DAY_S,
+        window_s: float = 7 * _DAY_S,
     ) -> None:
         super().__init__(tenant_id, params)
         if window_s <= 0:
@@ -512,7 +512,7 @@ def make_predictor(
     *,
     model: Callable[[F64], F64] | None = None,
     demand: DemandTimeline | None = None,
-    oracle_window_s: float = 14 * _DAY_S,
+    oracle_window_s: float = 7 * _DAY_S,
 ) -> Predictor:
     if name == "aurora-analytic":
         return AuroraAnalytic(tenant_id, params)

@@ -46,3 +46,9 @@ def test_evaluate_writes_report_metrics_and_plots(slice_file: Path, tmp_path: Pa
     assert loop["aurora-analytic"]["expedite_orders"] > 0
     report = (tmp_path / "report.md").read_text()
     assert "| aurora-analytic | 0.7 |" in report and "Closed loop" in report
+    # The rate oracle is a reference beside the methods, never one of them nor in the loop.
+    oracle = saved["reference"]["rate-oracle"]
+    assert oracle["label"].startswith("rate oracle (ceiling") and oracle["window_days"] == 7.0
+    assert 0 <= oracle["t0.7"]["recall_at_24h"] <= 1 and oracle["calibration"]["samples"] > 0
+    assert len(saved["oracle_ceiling"]) == len(saved["equal_precision"]) // 3
+    assert "## The measured ceiling: a rate oracle" in report
