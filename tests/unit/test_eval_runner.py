@@ -52,3 +52,12 @@ def test_evaluate_writes_report_metrics_and_plots(slice_file: Path, tmp_path: Pa
     assert 0 <= oracle["t0.7"]["recall_at_24h"] <= 1 and oracle["calibration"]["samples"] > 0
     assert len(saved["oracle_ceiling"]) == len(saved["equal_precision"]) // 3
     assert "## The measured ceiling: a rate oracle" in report
+
+
+def test_the_oracle_alone_is_reported_as_a_reference(slice_file: Path, tmp_path: Path) -> None:
+    results = evaluate(
+        slice_file, tmp_path, EvaluationConfig(methods=("rate-oracle",), closed_loop=False)
+    )
+    assert results["methods"] == {} and set(results["reference"]) == {"rate-oracle"}
+    assert results["oracle_ceiling"] == []  # no batch to compare with
+    assert (tmp_path / "report.md").stat().st_size > 0
