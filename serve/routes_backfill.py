@@ -134,7 +134,7 @@ def router() -> APIRouter:
             try:
                 body = BackfillUriIn.model_validate_json(await request.body())
             except ValueError as exc:
-                return _error(400, "bad_request", f"expected {{\"uri\": \"...\"}}: {exc}")
+                return _error(400, "bad_request", f'expected {{"uri": "..."}}: {exc}')
             if not body.uri.startswith(_REMOTE_SCHEMES):
                 return _error(
                     400,
