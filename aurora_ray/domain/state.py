@@ -36,6 +36,7 @@ __all__ = [
     "SkuState",
     "apply_batch",
     "inbound_terms",
+    "open_orders_at_events",
     "model_scores",
     "moves_state",
     "raise_alerts",
@@ -409,7 +410,9 @@ def apply_batch(
     running = np.cumsum(delta)
     on_hand = base + running - (running[seg_start] - delta[seg_start])
     known = known_before | is_set[seg_start]
-    inbound_qty, inbound_eta, inbound_last = _inbound(state, rows, code, qty, value, row_start)
+    inbound_qty, inbound_eta, inbound_last = open_orders_at_events(
+        state, rows, code, qty, value, row_start
+    )
 
     # -- demand: decayed sums of sales as of each event ------------------------------------------
     group = np.cumsum(first_of_row) - 1
@@ -502,7 +505,7 @@ def apply_batch(
     )
 
 
-def _inbound(
+def open_orders_at_events(
     state: SkuState, rows: I64, code: NDArray[np.int8], qty: I64, value: I64, row_start: I64
 ) -> tuple[I64, F64, F64]:
     """Open purchase orders as of each event: (units, earliest and latest expected time).

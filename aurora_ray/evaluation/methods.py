@@ -38,8 +38,8 @@ from aurora_ray.domain.state import (
     SkuState,
     apply_batch,
     inbound_terms,
+    open_orders_at_events,
 )
-from aurora_ray.domain.state import _inbound as fold_inbound  # see RateOracle._inbound_of
 from aurora_ray.domain.timers import fold_with_timers
 
 __all__ = [
@@ -457,7 +457,9 @@ class RateOracle(AuroraAnalytic):
         value = whole.value[position : position + n][order]
         first = np.r_[True, rows[1:] != rows[:-1]]
         row_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-        units, eta, eta_last = fold_inbound(self.inbound_state, rows, code, qty, value, row_start)
+        units, eta, eta_last = open_orders_at_events(
+            self.inbound_state, rows, code, qty, value, row_start
+        )
         last = np.r_[rows[1:] != rows[:-1], True]
         cols = self.inbound_state.cols
         cols["inbound_qty"][rows[last]] = units[last]
