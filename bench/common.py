@@ -393,6 +393,15 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
     return out
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every core, every process, those that have
+    ended too: Ray Data's task workers come and go): all of /proc/stat but idle and iowait."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def cpu_by_role(
     before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
 ) -> dict[str, float]:
