@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -168,38 +169,34 @@ class OrderSink:
         messages = self._consumer.consume(self.settings.batch_max_events, timeout=timeout)
         values: list[bytes] = []
         positions: list[tuple[int, int]] = []
-        backfilled: set[int] = set()
+        buf = self._buffer
         for message in messages:
             partition, offset = message.partition(), message.offset()
             if message.error() or partition is None or offset is None:
                 continue
-            if _from_backfill(message.headers()):
-                backfilled.add(len(values))
+            headers = message.headers()
+            if headers and (
+                (isinstance(headers, list) and headers[0] == _BACKFILL_FIRST)
+                or _from_backfill(headers)
+            ):
+                # The backfill job wrote its orders to fact_order itself: a backfilled record is
+                # only passed over (its offset advances with the batch), never read or decoded
+                # (a 5 M-event backfill would cost the sink ~40 s of CPU).
+                buf.partitions.append(partition)
+                buf.offsets.append(offset)
+                continue
             values.append(message.value() or b"")
             positions.append((partition, offset))
         if values:
-            self._take(values, positions, backfilled)
+            self._take(values, positions)
         if self._flush_due():
             self.flush()
         return len(values)
 
-    def _take(
-        self,
-        values: list[bytes],
-        positions: list[tuple[int, int]],
-        backfilled: set[int] | None = None,
-    ) -> None:
-        """Buffer a batch. Orders a backfill produced are not written again: the backfill job
-        wrote them to fact_order itself (header ``aurora-source: backfill``)."""
+    def _take(self, values: list[bytes], positions: list[tuple[int, int]]) -> None:
+        """Buffer a batch of live records (:meth:`step` passes over the backfilled ones)."""
         buf = self._buffer
-        live: range | list[int] = range(len(values))
-        if backfilled:
-            # Backfilled records are only passed over: their offsets advance with the batch, and
-            # they are never decoded (a 5 M-event backfill would cost the sink ~40 s of CPU).
-            for i in backfilled:
-                buf.partitions.append(positions[i][0])
-                buf.offsets.append(positions[i][1])
-            live = [i for i in live if i not in backfilled]
+        live = range(len(values))
         # bad records: the shards dead-letter them
         events, bad_live = decode_stream_events([values[i] for i in live])
         bad = [live[j] for j in bad_live]
@@ -249,15 +246,17 @@ class OrderSink:
         if not len(buf):
             return None
         cut = self.pending
-        take = [
-            cut is None or (p in cut and o <= cut[p][1])
-            for p, o in zip(buf.partitions, buf.offsets, strict=True)
-        ]
-        ranges: dict[int, tuple[int, int]] = {}
-        for p, o, t in zip(buf.partitions, buf.offsets, take, strict=True):
-            if t:
-                first, last = ranges.get(p, (o, o))
-                ranges[p] = (min(first, o), max(last, o))
+        # Without a pending batch (the usual case) every buffered record goes; after a crash,
+        # exactly those of the pending batch.
+        take = (
+            None
+            if cut is None
+            else [
+                p in cut and o <= cut[p][1]
+                for p, o in zip(buf.partitions, buf.offsets, strict=True)
+            ]
+        )
+        ranges = _ranges(buf.partitions, buf.offsets, take)
         if not ranges:
             return None
         batch_id = order_batch_id(ranges)
@@ -266,7 +265,11 @@ class OrderSink:
             self.store.client.hset(
                 key, "pending", json.dumps({str(p): r for p, r in ranges.items()})
             )
-        taken_orders = [i for i, pos in enumerate(buf.order_pos) if take[pos]]
+        taken_orders = (
+            list(range(len(buf.order_pos)))
+            if take is None
+            else [i for i, pos in enumerate(buf.order_pos) if take[pos]]
+        )
         result = self._write_orders(taken_orders, batch_id)
         if self._skus_changed:
             self._write_skus(batch_id)
@@ -277,7 +280,10 @@ class OrderSink:
         pipe.execute()
         self.offsets = next_offsets
         self.pending = None
-        self._keep(buf, [not t for t in take])
+        if take is None:
+            self._buffer = _Buffer(orders={c: [] for c in (*_ORDER_COLUMNS, "ts_ms")})
+        else:
+            self._keep(buf, [not t for t in take])
         self.batches += 1
         self._write_settings()
         return result
@@ -442,6 +448,24 @@ class OrderSink:
 
 
 _Headers = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None
+
+
+_BACKFILL_FIRST = (SOURCE_HEADER, SOURCE_BACKFILL)  # the backfill job's first header
+
+
+def _ranges(
+    partitions: list[int], offsets: list[int], take: list[bool] | None
+) -> dict[int, tuple[int, int]]:
+    """(first, last) offset of each partition among the records taken (all when ``take`` is
+    None): the batch's identity and where the sink goes on."""
+    if not partitions:
+        return {}
+    p = np.asarray(partitions, dtype=np.int64)
+    o = np.asarray(offsets, dtype=np.int64)
+    if take is not None:
+        mask = np.asarray(take, dtype=bool)
+        p, o = p[mask], o[mask]
+    return {int(k): (int(o[p == k].min()), int(o[p == k].max())) for k in np.unique(p).tolist()}
 
 
 def _from_backfill(headers: _Headers) -> bool:

@@ -11,7 +11,9 @@ import pytest
 
 from aurora_ray.adapters.kafka import BatchProducer, TopicAdmin
 from aurora_ray.adapters.redis_store import RedisStore
+from aurora_ray.backfill import BACKFILL_ID_HEADER
 from aurora_ray.domain.events import StreamEvent, encode_stream_event
+from aurora_ray.naming import SOURCE_BACKFILL, SOURCE_HEADER
 from aurora_ray.testing import ndjson, order, sku_upserted, wait_for
 from aurora_ray.warehouse import DIM_SKU, DIM_TENANT, FACT_ORDER, FACT_PREDICTION, Warehouse
 from aurora_ray.warehouse.sink import OrderSink
@@ -150,4 +152,52 @@ def test_a_crash_between_write_and_offsets_replays_the_same_batch(stack, tmp_pat
     ids = wh.read(FACT_ORDER, tid, columns=["event_id"]).column("event_id").to_pylist()
     assert len(ids) == 250
     assert set(ids) == {f"x-{i}" for i in range(200)} | {f"y-{i}" for i in range(50)}
+    producer.close()
+
+
+def test_backfilled_records_are_passed_over_and_their_offsets_advance(stack, tmp_path) -> None:
+    """Records with the backfill's source header (first or not) are never written again (the
+    backfill job wrote its orders to fact_order itself); the sink still moves past them."""
+    settings = stack.settings.model_copy(
+        update={"warehouse_uri": str(tmp_path / "wh"), "warehouse_flush_s": 3600.0}
+    )
+    tid = str(uuid.uuid4())  # not registered: no supervisor-run sink competes for its keys
+    topic = settings.topic_for(tid)
+    TopicAdmin(settings.kafka_bootstrap).ensure_topic(topic, settings.partitions_per_topic)
+    producer = BatchProducer(settings.kafka_bootstrap)
+    now_ms = int(time.time() * 1000)
+
+    def records(prefix: str, n: int) -> list[tuple[bytes, bytes]]:
+        out = []
+        for i in range(n):
+            event = StreamEvent(
+                event_id=f"{prefix}-{i}", tenant_id=tid, event_type="order.created",
+                ts_ms=now_ms - 60_000 + i, received_ms=now_ms, sku=f"SKU-{i % 7}",
+                warehouse="W1", qty=1, payload={"order_id": i, "price": 2.5, "currency": "EUR"},
+            )  # fmt: skip
+            out.append((f"SKU-{i % 7}@W1".encode(), encode_stream_event(event)))
+        return out
+
+    backfill = [(SOURCE_HEADER, SOURCE_BACKFILL), (BACKFILL_ID_HEADER, b"bf-1")]
+    producer.produce_batch(topic, records("live", 100)).result(timeout=30)
+    producer.produce_batch(topic, records("bf", 150), headers=backfill).result(timeout=30)
+    other_order = [("trace", b"1"), (SOURCE_HEADER, SOURCE_BACKFILL)]
+    producer.produce_batch(topic, records("bf2", 20), headers=other_order).result(timeout=30)
+    producer.produce_batch(topic, records("live2", 30)).result(timeout=30)
+    wh = Warehouse(settings.warehouse_uri)
+    sink = OrderSink(settings, tid, store=RedisStore(settings.redis_url), warehouse=wh)
+    sink.start()
+    deadline = time.monotonic() + 60
+    while len(sink._buffer) < 300 and time.monotonic() < deadline:
+        sink.step(timeout=0.5)
+    assert len(sink._buffer) == 300
+    sink.flush()
+    ids = wh.read(FACT_ORDER, tid, columns=["event_id"]).column("event_id").to_pylist()
+    assert sorted(ids) == sorted(
+        [f"live-{i}" for i in range(100)] + [f"live2-{i}" for i in range(30)]
+    )
+    # A fresh topic: the next offset of each partition is its record count (300 in all).
+    assert sum(sink.offsets.values()) == 300
+    assert len(sink._buffer) == 0
+    sink.close()
     producer.close()
