@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     checkpoint_events: int = Field(50_000, gt=0)
     partitions_per_topic: int = Field(4, ge=1)
     topic_replication_factor: int = Field(1, ge=1)
-    shards_per_tenant: int = Field(1, ge=1)
+    shards_per_tenant: int = Field(2, ge=1)  # ADR-007: a tenant's fold on both cores
     batch_max_events: int = Field(50_000, ge=1)
     # Ray custom resources a shard asks for, e.g. {"stream": 1} to keep shards on the
     # cluster.yaml "stream" workers (AURORA_SHARD_RESOURCES='{"stream": 1}').

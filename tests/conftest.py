@@ -53,6 +53,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             checkpoint_interval_s=1.0,
             checkpoint_events=5_000,
             batch_max_events=2_000,
+            # One shard a tenant (the default is 2, ADR-007): the recovery acceptance test kills
+            # a tenant's only shard and checks its checkpoint against the tenant's counters.
+            shards_per_tenant=1,
         )
     )
     dashboard_port = free_port()
