@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from aurora_ray.demo_stream import to_ndjson
 from aurora_ray.domain.calendar import exposure
-from aurora_ray.domain.events import parse_ndjson
+from aurora_ray.domain.events import ParsedBatch, parse_ndjson
 from aurora_ray.domain.features import event_features
 from aurora_ray.domain.scoring import score
 from aurora_ray.domain.state import (
@@ -108,10 +108,8 @@ class AuroraAnalytic:
         self.series = Series()
         self.elapsed_s = 0.0
 
-    def feed(self, events: Sequence[Mapping[str, Any]]) -> tuple[list[str], F64, F64]:
-        if not events:
-            return [], np.empty(0), np.empty(0)
-        began = time.perf_counter()
+    def _parse(self, events: Sequence[Mapping[str, Any]]) -> ParsedBatch:
+        """The envelopes through the API's own validation (the simulator's must all pass)."""
         parsed = parse_ndjson(
             to_ndjson([dict(e) for e in events]),
             tenant_id=self.tenant_id,
@@ -120,6 +118,13 @@ class AuroraAnalytic:
         )
         if parsed.errors:
             raise ValueError(f"the simulated stream failed validation: {parsed.errors[:3]}")
+        return parsed
+
+    def feed(self, events: Sequence[Mapping[str, Any]]) -> tuple[list[str], F64, F64]:
+        if not events:
+            return [], np.empty(0), np.empty(0)
+        began = time.perf_counter()
+        parsed = self._parse(events)
         # One partition: the evaluation stream is in event-time order, so its timers fire where
         # each of a topic's partitions would fire them (see aurora_ray.domain.timers).
         outputs = fold_with_timers(self.state, parsed.events, [0] * len(parsed.events), self.params)
@@ -401,14 +406,7 @@ class RateOracle(AuroraAnalytic):
         if not events:
             return [], np.empty(0), np.empty(0)
         began = time.perf_counter()
-        parsed = parse_ndjson(
-            to_ndjson([dict(e) for e in events]),
-            tenant_id=self.tenant_id,
-            received_ms=int(time.time() * 1000),
-            max_errors=10,
-        )
-        if parsed.errors:
-            raise ValueError(f"the simulated stream failed validation: {parsed.errors[:3]}")
+        parsed = self._parse(events)
         # fold_with_timers cuts this batch into consecutive slices between timer ticks.
         whole = EventBatch.from_events(parsed.events)
         outputs = fold_with_timers(self.state, parsed.events, [0] * len(parsed.events), self.params)
