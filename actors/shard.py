@@ -29,6 +29,7 @@ class TenantShard:
     def __init__(
         self, settings: Settings, tenant_id: str, shard: int, partitions: list[int]
     ) -> None:
+        os.nice(settings.stream_nice)  # yield to the API's replicas on contended cores
         self.store = RedisStore(settings.redis_url)
         self.processor = ShardProcessor(
             settings,

@@ -8,6 +8,7 @@ replays a pending batch under the same batch id, so no row is written twice.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -30,6 +31,7 @@ def warehouse_sink_name(tenant_id: str) -> str:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=4)  # type: ignore[call-overload]
 class WarehouseSink:
     def __init__(self, settings: Settings, tenant_id: str) -> None:
+        os.nice(settings.stream_nice)  # yield to the API's replicas on contended cores
         tags = {"tenant": tenant_id}
         self._delay = Gauge(
             "warehouse_ingest_delay_s",

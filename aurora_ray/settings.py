@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # Ray custom resources a shard asks for, e.g. {"stream": 1} to keep shards on the
     # cluster.yaml "stream" workers (AURORA_SHARD_RESOURCES='{"stream": 1}').
     shard_resources: dict[str, float] = Field(default_factory=dict)
+    # OS niceness of the stream actors (shards, warehouse sinks): throughput work yields the CPU
+    # to the API's replicas, whose requests wait on it, when the cores are contended.
+    stream_nice: int = Field(10, ge=0, le=19)
 
     # HTTP.
     http_host: str = "127.0.0.1"

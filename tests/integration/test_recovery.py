@@ -12,6 +12,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
+import psutil
 import pytest
 
 from aurora_ray.adapters.redis_store import RedisStore
@@ -126,6 +127,8 @@ def test_shard_killed_mid_stream_recovers_exact_stock_and_dedup(stack, make_tena
         what="the shard's first health report",
     )
     note(f"shard up in pid {first_pid}")
+    # Throughput work yields to the API's replicas on contended cores.
+    assert psutil.Process(first_pid).nice() == stack.settings.stream_nice > 0
 
     # Stream on a thread of its own; the main thread kills the shard on the way.
     posted: list[int] = []
