@@ -16,6 +16,7 @@ from typing import Any
 import ray
 
 from actors.metrics import RayShardMetrics
+from actors.priority import yield_cpu
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.settings import Settings
 from aurora_ray.stream import ShardProcessor
@@ -29,7 +30,7 @@ class TenantShard:
     def __init__(
         self, settings: Settings, tenant_id: str, shard: int, partitions: list[int]
     ) -> None:
-        os.nice(settings.stream_nice)  # yield to the API's replicas on contended cores
+        yield_cpu(settings.stream_nice)  # the API's replicas first on contended cores
         self.store = RedisStore(settings.redis_url)
         self.processor = ShardProcessor(
             settings,

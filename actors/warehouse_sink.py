@@ -8,7 +8,6 @@ replays a pending batch under the same batch id, so no row is written twice.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import ray
 from ray.util.metrics import Counter, Gauge
 
+from actors.priority import yield_cpu
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.settings import Settings
 from aurora_ray.warehouse.sink import OrderSink
@@ -31,7 +31,7 @@ def warehouse_sink_name(tenant_id: str) -> str:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=4)  # type: ignore[call-overload]
 class WarehouseSink:
     def __init__(self, settings: Settings, tenant_id: str) -> None:
-        os.nice(settings.stream_nice)  # yield to the API's replicas on contended cores
+        yield_cpu(settings.stream_nice)  # the API's replicas first on contended cores
         tags = {"tenant": tenant_id}
         self._delay = Gauge(
             "warehouse_ingest_delay_s",

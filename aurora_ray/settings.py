@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     # cluster.yaml "stream" workers (AURORA_SHARD_RESOURCES='{"stream": 1}').
     shard_resources: dict[str, float] = Field(default_factory=dict)
     # OS niceness of the stream actors (shards, warehouse sinks): throughput work yields the CPU
-    # to the API's replicas, whose requests wait on it, when the cores are contended.
-    stream_nice: int = Field(10, ge=0, le=19)
+    # to the API's replicas, whose requests wait on it, when the cores are contended. Ray starts
+    # every worker (Serve replicas included) at niceness 15; a stream actor goes lower than that.
+    stream_nice: int = Field(19, ge=0, le=19)
 
     # HTTP.
     http_host: str = "127.0.0.1"

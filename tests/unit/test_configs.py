@@ -109,7 +109,7 @@ def test_aurora_yaml_loads_with_the_documented_defaults(clean_env: pytest.Monkey
     assert settings.partitions_per_topic == 4
     assert settings.max_body_bytes == 10 * 1024 * 1024
     assert settings.shards_per_tenant == 2
-    assert settings.stream_nice == 10
+    assert settings.stream_nice == 19
     assert settings.topic_for("t1") == "t1-orders"
 
 
