@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from aurora_ray import __version__
 from serve import routes_auth, routes_backfill, routes_export, routes_ingest, routes_stock
 from serve.context import ApiContext
+from serve.fast_alerts import FastAlerts
 from serve.metrics import ApiMetrics
 
 DESCRIPTION = """Real-time per-SKU stock-out prediction.
@@ -26,8 +27,8 @@ def create_api(
     metrics: ApiMetrics,
     fast_reads: bool = True,
 ) -> FastAPI:
-    """The API. ``fast_reads``: answer ``GET /v1/stock/alerts`` through its fast path (the
-    ``routes_stock.FastAlerts`` middleware), which gives the same answers; off only to compare."""
+    """The API. ``fast_reads``: answer ``GET /v1/stock/alerts`` through its fast path
+    (``serve.fast_alerts.FastAlerts``), which gives the same answers; off only to compare."""
     app = FastAPI(
         title="Aurora API",
         version=__version__,
@@ -43,7 +44,7 @@ def create_api(
     app.include_router(routes_backfill.router(), prefix="/v1")
     app.include_router(routes_stock.router(), prefix="/v1")
     if fast_reads:
-        app.add_middleware(routes_stock.FastAlerts, ctx=ctx)
+        app.add_middleware(FastAlerts, ctx=ctx)
     app.include_router(routes_export.router(), prefix="/v1")
     # Health checks also answer at the root, outside the versioned API.
     root_status = next(r for r in auth.routes if isinstance(r, APIRoute) and r.path == "/status")

@@ -8,30 +8,23 @@ from urllib.parse import urlencode
 
 import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import TypeAdapter, ValidationError
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aurora_ray.adapters.redis_store import AlertPage
+from aurora_ray.alerts_read import DEFAULT_LIMIT, MAX_LIMIT, READ_SCOPE, AlertQuery, read_alerts
 from aurora_ray.api_models import AlertOut, PredictionOut, ThresholdsOut, ThresholdUpdate
-from aurora_ray.auth import AuthError, Principal
+from aurora_ray.auth import Principal
 from serve.context import ApiContext
 from serve.deps import context, require
 
 _json = msgspec.json.Encoder()
 
 ALERTS_PATH = "/stock/alerts"
-_READ_SCOPE = "alerts:read"
 
-# The query parameters of GET /stock/alerts, declared once: the route's signature (and so the
-# OpenAPI schema) and its fast path (FastAlerts) validate with the same types.
+# GET /stock/alerts' parameters, with the bounds its fast path checks too (aurora_ray.alerts_read).
 Since = Annotated[datetime | None, Query(description="alerts created at or after (ISO 8601)")]
 MinProbability = Annotated[float | None, Query(ge=0, le=1)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(description="from the Link rel=next header")]
-_SINCE: TypeAdapter[datetime | None] = TypeAdapter(Since)
-_MIN_PROBABILITY: TypeAdapter[float | None] = TypeAdapter(MinProbability)
-_LIMIT: TypeAdapter[int] = TypeAdapter(Limit)
-_ALERT_PARAMS = frozenset({"sku", "warehouse", "since", "min_probability", "limit", "cursor"})
 
 
 def _link_next(request: Request, response: Response, name: str, value: str) -> None:
@@ -50,22 +43,21 @@ def router() -> APIRouter:
         warehouse: str | None = None,
         since: Since = None,
         min_probability: MinProbability = None,
-        limit: Limit = 100,
+        limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
-        who: Principal = Depends(require(_READ_SCOPE)),  # noqa: B008
+        who: Principal = Depends(require(READ_SCOPE)),  # noqa: B008
     ) -> Any:
         """Alerts of the token's tenant, newest first; a `Link: <…>; rel="next"` when there is
         more."""
         ctx: ApiContext = request.app.state.ctx  # not a dependency: one level less to solve
         if since is not None and since.tzinfo is None:
             raise HTTPException(422, detail="since must carry a time zone, e.g. ...Z")
+        query = AlertQuery(sku, warehouse, since, min_probability, limit, cursor)
         try:
-            page = await _read_alerts(
-                ctx, who, sku, warehouse, since, min_probability, limit, cursor
-            )
+            page = await read_alerts(ctx.store, who.tenant_id, query)
         except ValueError as exc:
             raise HTTPException(400, detail=f"invalid cursor: {exc}") from exc
-        return _alerts_response(request, page)
+        return alerts_response(request, page)
 
     @api.get("/stock/predictions", response_model=list[PredictionOut], tags=["stock"])
     def list_predictions(
@@ -75,7 +67,7 @@ def router() -> APIRouter:
         warehouse: str | None = None,
         limit: int = Query(1000, ge=1, le=10000, description="SKUs per page"),
         after: str | None = Query(None, description="from the Link rel=next header"),
-        who: Principal = Depends(require("alerts:read")),  # noqa: B008
+        who: Principal = Depends(require(READ_SCOPE)),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
     ) -> Any:
         """Each matching SKU's live picture: stock, demand rate, probability, as of event time;
@@ -89,7 +81,7 @@ def router() -> APIRouter:
 
     @api.get("/settings/thresholds", response_model=ThresholdsOut, tags=["settings"])
     def get_thresholds(
-        who: Principal = Depends(require("alerts:read")),  # noqa: B008
+        who: Principal = Depends(require(READ_SCOPE)),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
     ) -> Any:
         default, per_sku = ctx.store.thresholds(who.tenant_id)
@@ -109,98 +101,11 @@ def router() -> APIRouter:
     return api
 
 
-async def _read_alerts(
-    ctx: ApiContext,
-    who: Principal,
-    sku: str | None,
-    warehouse: str | None,
-    since: datetime | None,
-    min_probability: float | None,
-    limit: int,
-    cursor: str | None,
-) -> AlertPage:
-    return await ctx.store.alerts_async(
-        who.tenant_id,
-        sku=sku,
-        warehouse=warehouse,
-        since_ms=since.timestamp() * 1000 if since else None,
-        min_probability=min_probability,
-        limit=limit,
-        cursor=cursor,
-    )
-
-
-def _alerts_response(request: Request, page: AlertPage) -> Response:
+def alerts_response(request: Request, page: AlertPage) -> Response:
+    """The page as JSON, with a ``Link: <…>; rel="next"`` when there is more."""
     # The stored alerts are AlertOut's fields already: encode them as they are, without a
     # second validation of each one (the hot read path; response_model documents it).
     out = Response(_json.encode(page.alerts), media_type="application/json")
     if page.next_cursor:
         _link_next(request, out, "cursor", page.next_cursor)
     return out
-
-
-class FastAlerts:
-    """``GET /v1/stock/alerts`` without FastAPI's per-request machinery: the hottest read.
-
-    FastAPI solves a route's dependencies and parameters anew for every request, about 170 µs of
-    CPU here (measured in-process), several times what the read itself costs. This ASGI
-    middleware answers the request it can accept in full, with the route's own parameter types,
-    token check, store call and response. Anything else (no token or a bad one, a missing scope,
-    a value the types refuse, a repeated or unknown parameter, another method or path, a bad
-    cursor) goes on to the application and its FastAPI route, which gives the documented answer
-    or error; the route also stays the one in the OpenAPI schema."""
-
-    def __init__(self, app: ASGIApp, ctx: ApiContext, path: str = "/v1" + ALERTS_PATH) -> None:
-        self.app = app
-        self.ctx = ctx
-        self.path = path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = None
-        if scope["type"] == "http" and scope["method"] == "GET" and self._route_path(scope):
-            response = await self._answer(scope)
-        if response is None:
-            await self.app(scope, receive, send)
-        else:
-            await response(scope, receive, send)
-
-    def _route_path(self, scope: Scope) -> bool:
-        """Is this the route's path, as the router would match it (below any root path)?"""
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        return path == self.path
-
-    async def _answer(self, scope: Scope) -> Response | None:
-        request = Request(scope)
-        query = request.query_params
-        if len(query.multi_items()) != len(query) or not _ALERT_PARAMS.issuperset(query):
-            return None
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        credentials = credentials.strip()
-        if scheme.lower() != "bearer" or not credentials:
-            return None
-        try:
-            who = self.ctx.issuer.verify(credentials)
-            since = _SINCE.validate_python(query.get("since"))
-            min_probability = _MIN_PROBABILITY.validate_python(query.get("min_probability"))
-            limit = _LIMIT.validate_python(query["limit"]) if "limit" in query else 100
-        except (AuthError, ValidationError):
-            return None
-        if _READ_SCOPE not in who.scopes or (since is not None and since.tzinfo is None):
-            return None
-        try:
-            page = await _read_alerts(
-                self.ctx,
-                who,
-                query.get("sku"),
-                query.get("warehouse"),
-                since,
-                min_probability,
-                limit,
-                query.get("cursor"),
-            )
-        except ValueError:
-            return None
-        return _alerts_response(request, page)
