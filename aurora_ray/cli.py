@@ -363,6 +363,9 @@ def evaluate(
     purchase_orders: Annotated[
         bool, typer.Option(help="the simulated shop sends its purchase orders (stock.ordered)")
     ] = True,
+    training_simulations: Annotated[
+        int, typer.Option(min=1, help="simulations of the training period XGBoost learns from")
+    ] = 8,
 ) -> None:
     """Compare stock-out predictors on real demand with a simulated inventory (offline)."""
     import time
@@ -387,6 +390,7 @@ def evaluate(
         closed_loop=closed_loop,
         through_pipeline=through_pipeline,
         purchase_orders=purchase_orders,
+        training_simulations=training_simulations,
     )
     results = run_evaluation(
         data,
@@ -490,7 +494,10 @@ def backfill(
 
         record = wait_backfill(
             lambda: backfill_status(
-                settings, tenant_id=tenant, backfill_id=backfill_id, redis_client=client,
+                settings,
+                tenant_id=tenant,
+                backfill_id=backfill_id,
+                redis_client=client,
                 dashboard_url=url,
             ),  # fmt: skip
             timeout_s=timeout,

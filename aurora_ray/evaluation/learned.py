@@ -1,9 +1,10 @@
 """Training the learned scorer for the evaluation, on the training period only.
 
-The training stream is a simulation of the training period with the same protocol as the test
-(policies sized before a label cut two months before ``test_from``, labels up to ``test_from``):
-nothing of the test period is seen. Rows are every scored event while in stock, labelled "a
-stock-out starts within the horizon", with features from :func:`event_features` of the fold.
+The training streams are simulations of the training period with the same protocol as the test
+(policies sized before a label cut two months before ``test_from``, labels up to ``test_from``),
+one per policy seed: nothing of the test period is seen. Rows are every scored event while in
+stock, labelled "a stock-out starts within the horizon", with features from
+:func:`event_features` of the fold.
 """
 
 from __future__ import annotations
@@ -59,10 +60,51 @@ def training_set(
     label_window: timedelta = timedelta(days=62),
     warmup: timedelta = timedelta(weeks=20),
     seed: int = 0,
+    simulations: int = 1,
     params: ScoringParams | None = None,
     purchase_orders: bool = True,
+    progress: Callable[[str], None] = lambda _msg: None,
 ) -> TrainingSet:
-    """Features and labels from a simulation that ends where the test period starts."""
+    """Features and labels from simulations that end where the test period starts.
+
+    ``simulations`` runs the training period under that many policy draws (seeds ``seed``,
+    ``seed + 1``, ...): the same real demand meets other stock levels, lead times and cycles,
+    so the model sees more stock-outs than one history holds."""
+    if simulations < 1:
+        raise ValueError(f"simulations must be at least 1, got {simulations}")
+    parts = []
+    for k in range(simulations):
+        progress(f"training simulation {k + 1}/{simulations} (policy seed {seed + k})")
+        parts.append(
+            _one_training_set(
+                path,
+                tenant_id=tenant_id,
+                test_from=test_from,
+                horizon_s=horizon_s,
+                label_window=label_window,
+                warmup=warmup,
+                seed=seed + k,
+                params=params,
+                purchase_orders=purchase_orders,
+            )
+        )
+    return TrainingSet(
+        np.vstack([p.features for p in parts]), np.concatenate([p.labels for p in parts])
+    )
+
+
+def _one_training_set(
+    path: Path,
+    *,
+    tenant_id: str,
+    test_from: datetime,
+    horizon_s: float,
+    label_window: timedelta,
+    warmup: timedelta,
+    seed: int,
+    params: ScoringParams | None,
+    purchase_orders: bool,
+) -> TrainingSet:
     bench = build_benchmark(
         path,
         tenant_id=tenant_id,

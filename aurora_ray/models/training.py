@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LABEL",
+    "MARGIN_FEATURE",
     "XGB_PARAMS",
     "XGB_ROUNDS",
     "decode_feature_vectors",
@@ -47,15 +48,24 @@ F64 = NDArray[np.float64]
 LABEL: Final = "label"
 XGB_PARAMS: Final[dict[str, Any]] = {
     "objective": "binary:logistic",
-    "max_depth": 5,
+    "max_depth": 2,
     "eta": 0.05,
     "subsample": 0.8,
     "colsample_bytree": 0.8,
+    # Bounds each leaf's step: rows the analytic scorer is sure of have a Newton step of
+    # gradient / ~0 hessian, which without a bound can throw a whole leaf far off.
+    "max_delta_step": 1.0,
     "tree_method": "hist",
     "nthread": 2,
     "seed": 0,
 }
 XGB_ROUNDS: Final = 300
+MARGIN_FEATURE: Final = "analytic_probability"
+"""The booster learns a correction to the analytic scorer: boosting starts from this feature's
+log-odds (XGBoost's base margin) instead of a constant, and the model is constrained to rise
+with it. Chosen on the validation split (docs/evaluation.md, "The learned scorer")."""
+_MARGIN_ATTR: Final = "aurora_base_margin"
+_LOGIT_EPS: Final = 1e-6
 REPORT_THRESHOLDS: Final = (0.7, 0.9)
 
 
@@ -163,6 +173,11 @@ def encode_feature_vectors(features: ArrayLike) -> list[bytes]:
 # --------------------------------------------------------------------------- model
 
 
+def _logit(p: F64) -> F64:
+    q = np.clip(np.nan_to_num(p, nan=0.5), _LOGIT_EPS, 1.0 - _LOGIT_EPS)
+    return np.asarray(np.log(q / (1.0 - q)), dtype=np.float64)
+
+
 def fit(
     features: ArrayLike,
     labels: ArrayLike,
@@ -170,29 +185,53 @@ def fit(
     *,
     rounds: int = XGB_ROUNDS,
     params: dict[str, Any] | None = None,
+    margin: bool = True,
 ) -> xgb.Booster:
-    """The booster over ``feature_names``: the one fit of the evaluation and the retrain job."""
+    """The booster over ``feature_names``: the one fit of the evaluation and the retrain job.
+
+    With ``margin`` (and :data:`MARGIN_FEATURE` among the features) the booster corrects the
+    analytic scorer rather than replacing it; it records that in an attribute saved with the
+    model, so :func:`predict` (also after a save and load) starts from the same margin."""
     import xgboost as xgb
 
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != len(feature_names):
-        raise ValueError(f"features have shape {x.shape}, expected (n, {len(feature_names)})")
+    names = list(feature_names)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"features have shape {x.shape}, expected (n, {len(names)})")
     if len(y) != len(x):
         raise ValueError(f"{len(x)} feature rows but {len(y)} labels")
     if not len(y):
         raise ValueError("no training rows")
-    matrix = xgb.DMatrix(x, label=y, feature_names=list(feature_names))
-    return xgb.train({**XGB_PARAMS, **(params or {})}, matrix, num_boost_round=rounds)
+    settings = {**XGB_PARAMS, **(params or {})}
+    base_margin = None
+    if margin and MARGIN_FEATURE in names:
+        column = names.index(MARGIN_FEATURE)
+        base_margin = _logit(x[:, column])
+        rising = ",".join("1" if i == column else "0" for i in range(len(names)))
+        settings.setdefault("monotone_constraints", f"({rising})")
+    matrix = xgb.DMatrix(x, label=y, base_margin=base_margin, feature_names=names)
+    booster = xgb.train(settings, matrix, num_boost_round=rounds)
+    if base_margin is not None:
+        booster.set_attr(**{_MARGIN_ATTR: MARGIN_FEATURE})
+    return booster
 
 
 def predict(booster: xgb.Booster, features: ArrayLike, feature_names: Sequence[str]) -> F64:
+    """Probabilities of ``booster`` (from the analytic margin if it was fitted with one)."""
     import xgboost as xgb
 
     x = np.asarray(features, dtype=np.float64)
     if not len(x):
         return np.empty(0, np.float64)
-    scores = booster.predict(xgb.DMatrix(x, feature_names=list(feature_names)))
+    names = list(feature_names)
+    margin_of = booster.attr(_MARGIN_ATTR)
+    base_margin = None
+    if margin_of is not None:
+        if margin_of not in names:
+            raise ValueError(f"the booster starts from {margin_of!r}, not among {names}")
+        base_margin = _logit(x[:, names.index(margin_of)])
+    scores = booster.predict(xgb.DMatrix(x, base_margin=base_margin, feature_names=names))
     return np.asarray(scores, dtype=np.float64)
 
 

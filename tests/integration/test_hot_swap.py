@@ -61,7 +61,7 @@ def _register_always_alert(stack: Any, tenant_id: str) -> str:
     """A booster that says ~1 for every row: every scored SKU alerts under it."""
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, size=(200, len(FEATURE_NAMES)))
-    booster = fit(x, np.ones(200), FEATURE_NAMES, rounds=5)
+    booster = fit(x, np.ones(200), FEATURE_NAMES, rounds=5, margin=False)
     data = bytes(booster.save_raw("ubj"))
     version = "xgb-test-always"
     uri = ModelStore(stack.settings.warehouse_uri).write(tenant_id, version, data)

@@ -124,3 +124,41 @@ def test_fit_learns_that_low_cover_means_stock_out() -> None:
     assert predict(booster, high, FEATURE_NAMES).mean() < 0.2
     with pytest.raises(ValueError, match="expected"):
         fit(x[:, :3], y, FEATURE_NAMES)
+
+
+def _analytic_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose analytic probability is honest: each label is drawn with that probability."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, size=(n, len(FEATURE_NAMES)))
+    x[:, FEATURE_NAMES.index("analytic_probability")] = rng.uniform(0.01, 0.99, n)
+    y = (rng.uniform(0, 1, n) < x[:, 0]).astype(int)
+    return x, y
+
+
+def test_the_booster_corrects_the_analytic_scorer_and_keeps_its_order() -> None:
+    x, y = _analytic_rows(4000, seed=2)
+    booster = fit(x, y, FEATURE_NAMES, rounds=60)
+    p = predict(booster, x, FEATURE_NAMES)
+    # Nothing to correct: it stays near the honest analytic probability...
+    assert np.mean(np.abs(p - x[:, 0])) < 0.06
+    # ...and rises with it wherever the other features are.
+    grid = np.repeat(x[:1], 50, axis=0)
+    grid[:, 0] = np.linspace(0.01, 0.99, 50)
+    assert np.all(np.diff(predict(booster, grid, FEATURE_NAMES)) >= 0)
+
+
+def test_the_margin_travels_with_the_saved_model() -> None:
+    import xgboost as xgb
+
+    x, y = _analytic_rows(500, seed=3)
+    booster = fit(x, y, FEATURE_NAMES, rounds=10)
+    loaded = xgb.Booster()
+    loaded.load_model(bytearray(booster.save_raw("ubj")))
+    np.testing.assert_allclose(
+        predict(loaded, x, FEATURE_NAMES), predict(booster, x, FEATURE_NAMES), rtol=1e-6
+    )
+    plain = fit(x, y, FEATURE_NAMES, rounds=10, margin=False)
+    assert not np.allclose(predict(plain, x, FEATURE_NAMES), predict(booster, x, FEATURE_NAMES))
+    others = [f"f{i}" for i in range(len(FEATURE_NAMES))]
+    with pytest.raises(ValueError, match="analytic_probability"):
+        predict(booster, x, others)
