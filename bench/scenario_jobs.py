@@ -532,7 +532,7 @@ def run_retrain(target: Target, size: Size) -> ScenarioResult:
     baseline = result.get("baseline", {})
 
     def fmt(values: dict[str, Any]) -> str:
-        shown = ("brier", "recall@active_precision")
+        shown = ("brier", "recall@24h@0.7", "recall@24h@active_precision")
         return ", ".join(f"{k} {values[k]:.4f}" for k in shown if isinstance(values.get(k), float))
 
     rows_used = int(counts.get("train", 0)) + int(counts.get("held_out", 0))

@@ -9,7 +9,9 @@ Pipeline (:func:`run_retrain`):
 3. the labelled rows come to the driver; the last 20 % of the window is held out and training
    rows whose horizon reaches into it are purged;
 4. XGBoost is fit (:func:`training.fit`), the candidate and the active version are scored on the
-   held-out rows, and the candidate is promoted only if it beats the active one;
+   held-out rows, and the candidate is promoted only if it beats the active one: a lower Brier
+   score, and recall@24h of the alerts each would raise there (:class:`training.AlertReplay`)
+   not worse at the active version's alert precision;
 5. the artifact goes to the model store, the version to the registry.
 """
 
@@ -150,7 +152,16 @@ def train_candidate(
         active_p = test["analytic_probability"].to_numpy(np.float64)
     else:
         active_p = tr.predict(active.booster, x_test, names)
-    decision = tr.promotion_decision(candidate_p, active_p, y_test, threshold=threshold)
+    # The gate judges alerts as `aurora evaluate` does: replayed from each model's scores.
+    replay = tr.AlertReplay.from_rows(
+        test["sku_id"].astype(str) + "@" + test["warehouse_id"].astype(str),
+        test["t_s"],
+        test[tr.NEXT_STOCKOUT],
+        horizon_s=horizon_s,
+    )
+    decision = tr.promotion_decision(
+        candidate_p, active_p, y_test, threshold=threshold, replay=replay
+    )
     return Candidate(
         booster=booster,
         decision=decision,

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from aurora_ray.evaluation import metrics as m
 from aurora_ray.evaluation.metrics import brier_score, expected_calibration_error, log_loss
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "LABEL",
     "MARGIN_FEATURE",
+    "NEXT_STOCKOUT",
+    "AlertReplay",
     "XGB_PARAMS",
     "XGB_ROUNDS",
     "decode_feature_vectors",
@@ -36,6 +39,7 @@ __all__ = [
     "fit",
     "held_out_metrics",
     "label_frame",
+    "next_stockout_starts",
     "predict",
     "promotion_decision",
     "recall_at_precision",
@@ -46,6 +50,7 @@ __all__ = [
 
 F64 = NDArray[np.float64]
 LABEL: Final = "label"
+NEXT_STOCKOUT: Final = "next_stockout_s"
 XGB_PARAMS: Final[dict[str, Any]] = {
     "objective": "binary:logistic",
     "max_depth": 2,
@@ -97,17 +102,32 @@ def stockout_labels(
     if np.any(same_as_prev & (np.diff(t, prepend=t[0]) < 0)):
         raise ValueError("rows are not sorted by time within their group")
     out = stock <= 0
-    starts = np.flatnonzero(out & same_as_prev & np.r_[False, ~out[:-1]])
-    # The first stock-out start after each row (an index > i), if it is in the same group.
-    label = np.zeros(n, dtype=bool)
-    if len(starts):
-        k = np.searchsorted(starts, np.arange(n), side="right")
-        has_next = k < len(starts)
-        nxt = starts[np.minimum(k, len(starts) - 1)]
-        label = has_next & (g[nxt] == g) & (t[nxt] - t <= horizon_s)
+    label = next_stockout_starts(g, t, stock) - t <= horizon_s  # NaN (none) compares False
     end = float(np.max(t)) if end_s is None else float(end_s)
     keep = ~out & (t + horizon_s <= end)
     return label.astype(np.int8), keep
+
+
+def next_stockout_starts(group: ArrayLike, times_s: ArrayLike, on_hand: ArrayLike) -> F64:
+    """Per row (sorted as for :func:`stockout_labels`): the time of the first stock-out start
+    after it in its group, NaN if none. A start is a row with ``on_hand <= 0`` whose previous
+    row in the group had ``> 0``."""
+    g = np.asarray(group)
+    t = np.asarray(times_s, dtype=np.float64)
+    out = np.asarray(on_hand, dtype=np.float64) <= 0
+    n = len(t)
+    following = np.full(n, np.nan)
+    if n == 0:
+        return following
+    same_as_prev = np.r_[False, g[1:] == g[:-1]]
+    starts = np.flatnonzero(out & same_as_prev & np.r_[False, ~out[:-1]])
+    if len(starts):
+        # The first start after each row (an index > i), if it is in the same group.
+        k = np.searchsorted(starts, np.arange(n), side="right")
+        nxt = starts[np.minimum(k, len(starts) - 1)]
+        ours = (k < len(starts)) & (g[nxt] == g)
+        following = np.where(ours, t[nxt], np.nan)
+    return following
 
 
 def label_frame(
@@ -119,19 +139,19 @@ def label_frame(
     time_col: str = "t_s",
 ) -> pd.DataFrame:
     """The labelled, uncensored in-stock rows of ``frame`` (one or several SKUs), with a
-    ``label`` column. Works as a Ray Data ``map_groups`` function or on a whole table."""
+    ``label`` column and the time of the next stock-out start (``next_stockout_s``, NaN if
+    none). Works as a Ray Data ``map_groups`` function or on a whole table."""
     if frame.empty:
-        return frame.assign(**{LABEL: pd.Series(dtype=np.int8)})
+        return frame.assign(
+            **{LABEL: pd.Series(dtype=np.int8), NEXT_STOCKOUT: pd.Series(dtype=np.float64)}
+        )
     ordered = frame.sort_values([*key, time_col], kind="stable")
     group = ordered.groupby(list(key), sort=False).ngroup().to_numpy()
-    labels, keep = stockout_labels(
-        group,
-        ordered[time_col].to_numpy(np.float64),
-        ordered["on_hand"].to_numpy(np.float64),
-        horizon_s=horizon_s,
-        end_s=end_s,
-    )
-    return ordered.assign(**{LABEL: labels})[keep]
+    times = ordered[time_col].to_numpy(np.float64)
+    on_hand = ordered["on_hand"].to_numpy(np.float64)
+    labels, keep = stockout_labels(group, times, on_hand, horizon_s=horizon_s, end_s=end_s)
+    following = next_stockout_starts(group, times, on_hand)
+    return ordered.assign(**{LABEL: labels, NEXT_STOCKOUT: following})[keep]
 
 
 def time_cut(times_s: ArrayLike, holdout_fraction: float = 0.2) -> float:
@@ -287,6 +307,48 @@ def held_out_metrics(p: ArrayLike, y: ArrayLike) -> dict[str, float]:
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class AlertReplay:
+    """Held-out rows as the live alert rule sees them, judged with the metrics of
+    ``aurora evaluate``: alerts replayed from a probability series (at or above a threshold, at
+    most one per SKU per dedup window), their precision (followed by a stock-out start within the
+    horizon) and recall@24h (the share of stock-outs warned about 24 h to 48 h ahead).
+
+    ``key`` is the SKU of each row (``sku@warehouse``), ``t_s`` its time; the stock-outs are the
+    distinct next starts (``next_stockout_s``) of the rows."""
+
+    key: NDArray[Any]
+    t_s: F64
+    episodes: m.Episodes
+    horizon_s: float
+    lead_s: float = m.DEFAULT_LEAD_S
+    dedup_s: float = m.DEFAULT_DEDUP_S
+
+    @classmethod
+    def from_rows(
+        cls, key: ArrayLike, t_s: ArrayLike, next_stockout_s: ArrayLike, *, horizon_s: float
+    ) -> AlertReplay:
+        keys = np.asarray(key).astype(str)
+        t = np.asarray(t_s, dtype=np.float64)
+        following = np.asarray(next_stockout_s, dtype=np.float64)
+        known = np.isfinite(following)
+        pairs = pd.DataFrame({"k": keys[known], "s": following[known]}).drop_duplicates()
+        episodes = m.Episodes(sku=pairs["k"].to_numpy(), start_s=pairs["s"].to_numpy())
+        return cls(keys, t, episodes, float(horizon_s))
+
+    def curve(self, p: ArrayLike, thresholds: Sequence[float]) -> m.PrecisionRecallCurve:
+        return m.precision_recall_curve(
+            self.key,
+            self.t_s,
+            np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0),
+            self.episodes,
+            thresholds,
+            horizon_s=self.horizon_s,
+            lead_s=self.lead_s,
+            dedup_s=self.dedup_s,
+        )
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
     promote: bool
@@ -295,19 +357,66 @@ class PromotionDecision:
     active: dict[str, float]
 
 
+def _alert_recall(
+    replay: AlertReplay, candidate_p: ArrayLike, active_p: ArrayLike, threshold: float
+) -> tuple[float, float, float, dict[str, float], dict[str, float]]:
+    """(active alert precision at ``threshold``, its recall@24h, the candidate's best recall@24h
+    at that precision or better over the thresholds) and both sides' alert figures."""
+    active = replay.curve(active_p, [threshold])
+    target, active_recall = float(active.precision[0]), float(active.recall[0])
+    grid = sorted({*m.DEFAULT_THRESHOLDS, threshold})
+    cand = replay.curve(candidate_p, grid)
+    at = grid.index(threshold)
+    ok = cand.precision >= target - 1e-12
+    best = float(np.max(cand.recall[ok])) if np.isfinite(target) and ok.any() else 0.0
+    sides = (
+        {
+            f"alert_precision@{threshold}": float(cand.precision[at]),
+            f"recall@24h@{threshold}": float(cand.recall[at]),
+            "recall@24h@active_precision": best,
+            "alerts": float(cand.n_alerts[at]),
+            "stockouts": float(len(replay.episodes)),
+        },
+        {
+            f"alert_precision@{threshold}": target,
+            f"recall@24h@{threshold}": active_recall,
+            "recall@24h@active_precision": active_recall,
+            "alerts": float(active.n_alerts[0]),
+            "stockouts": float(len(replay.episodes)),
+        },
+    )
+    return target, active_recall, best, *sides
+
+
 def promotion_decision(
-    candidate_p: ArrayLike, active_p: ArrayLike, y: ArrayLike, *, threshold: float = 0.7
+    candidate_p: ArrayLike,
+    active_p: ArrayLike,
+    y: ArrayLike,
+    *,
+    threshold: float = 0.7,
+    replay: AlertReplay | None = None,
 ) -> PromotionDecision:
     """Promote only when the candidate beats the active model on the same held-out rows: a lower
-    Brier score, and recall at the active model's precision (at its alert threshold) not worse."""
+    Brier score, and recall not worse at the active model's precision (at its alert threshold).
+
+    With a ``replay`` those are alert figures, as ``aurora evaluate`` measures them: recall@24h
+    of the replayed alerts, at the active model's alert precision. Without one, per-row
+    precision and recall."""
     cand, active = held_out_metrics(candidate_p, y), held_out_metrics(active_p, y)
-    target = active[f"precision@{threshold}"] if threshold in REPORT_THRESHOLDS else None
-    if target is None:
+    if replay is not None:
+        target, active_recall, cand_recall, cand_alerts, active_alerts = _alert_recall(
+            replay, candidate_p, active_p, threshold
+        )
+        cand.update(cand_alerts)
+        active.update(active_alerts)
+        what = "recall@24h"
+    else:
         target, _ = _precision_recall(np.asarray(active_p, np.float64), np.asarray(y), threshold)
-    active_recall = active.get(f"recall@{threshold}", float("nan"))
-    cand_recall = recall_at_precision(candidate_p, y, target) if np.isfinite(target) else 0.0
-    cand["recall@active_precision"] = cand_recall
-    active["recall@active_precision"] = active_recall
+        active_recall = active.get(f"recall@{threshold}", float("nan"))
+        cand_recall = recall_at_precision(candidate_p, y, target) if np.isfinite(target) else 0.0
+        cand["recall@active_precision"] = cand_recall
+        active["recall@active_precision"] = active_recall
+        what = "recall"
     if not np.isfinite(cand["brier"]) or not cand["positives"]:
         return PromotionDecision(False, "no held-out stock-outs to compare on", cand, active)
     if not cand["brier"] < active["brier"]:
@@ -315,11 +424,11 @@ def promotion_decision(
         return PromotionDecision(False, reason, cand, active)
     if np.isfinite(target) and np.isfinite(active_recall) and cand_recall < active_recall:
         reason = (
-            f"recall {cand_recall:.3f} at the active precision {target:.3f} is below the "
+            f"{what} {cand_recall:.3f} at the active precision {target:.3f} is below the "
             f"active {active_recall:.3f}"
         )
         return PromotionDecision(False, reason, cand, active)
-    reason = f"Brier {cand['brier']:.5f} < {active['brier']:.5f}, recall {cand_recall:.3f} " + (
+    reason = f"Brier {cand['brier']:.5f} < {active['brier']:.5f}, {what} {cand_recall:.3f} " + (
         f">= {active_recall:.3f} at precision {target:.3f}"
         if np.isfinite(target)
         else "(the active model raises no alert at its threshold)"

@@ -162,3 +162,39 @@ def test_the_margin_travels_with_the_saved_model() -> None:
     others = [f"f{i}" for i in range(len(FEATURE_NAMES))]
     with pytest.raises(ValueError, match="analytic_probability"):
         predict(booster, x, others)
+
+
+def test_next_stockout_starts_per_group() -> None:
+    from aurora_ray.models.training import next_stockout_starts
+
+    group = [0, 0, 0, 0, 1, 1, 1]
+    t = np.array([0, 1, 2, 3, 0, 1, 2]) * H
+    on_hand = [3, 0, 2, 2, 1, 1, 1]  # group 0 runs out at 1 h; group 1 never does
+    following = next_stockout_starts(group, t, on_hand)
+    np.testing.assert_array_equal(following[:1], [1 * H])
+    assert np.isnan(following[1:]).all()
+
+
+def test_the_gate_judges_replayed_alerts_as_the_evaluation_does() -> None:
+    from aurora_ray.models.training import AlertReplay
+
+    # Two SKUs scored hourly for 4 days; each runs out at hour 60.
+    hours = np.arange(96.0)
+    key = np.repeat(["a@W", "b@W"], len(hours))
+    t = np.tile(hours * H, 2)
+    following = np.where(t < 60 * H, 60 * H, np.nan)
+    y = ((following - t <= 48 * H) & (t < 60 * H)).astype(int)
+    replay = AlertReplay.from_rows(key, t, following, horizon_s=48 * H)
+    assert len(replay.episodes) == 2
+    # Late: the active model passes 0.7 only 10 h ahead, which no recall@24h counts.
+    late = np.where((t >= 50 * H) & (t < 60 * H), 0.9, 0.05)
+    # Early: the candidate passes it 30 h ahead, once per SKU.
+    early = np.where((t >= 30 * H) & (t < 60 * H), 0.8, 0.02)
+    decision = promotion_decision(early, late, y, replay=replay)
+    assert decision.candidate["recall@24h@0.7"] == 1.0
+    assert decision.active["recall@24h@0.7"] == 0.0
+    assert decision.active["alert_precision@0.7"] == 1.0
+    assert decision.promote, decision.reason
+    assert "recall@24h" in decision.reason
+    reverse = promotion_decision(late, early, y, replay=replay)
+    assert not reverse.promote
