@@ -468,7 +468,7 @@ def evaluate(
     if "xgboost" in config.methods:
         from aurora_ray.evaluation.learned import train_xgboost, training_set
 
-        progress("training xgboost on a simulation of the training period")
+        progress("training xgboost on simulations of the training period")
         data = training_set(
             path,
             tenant_id=tenant_id,

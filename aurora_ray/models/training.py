@@ -334,7 +334,9 @@ class AlertReplay:
         known = np.isfinite(following)
         pairs = pd.DataFrame({"k": keys[known], "s": following[known]}).drop_duplicates()
         episodes = m.Episodes(sku=pairs["k"].to_numpy(), start_s=pairs["s"].to_numpy())
-        return cls(keys, t, episodes, float(horizon_s))
+        # A horizon under 24 h: "early enough" is then the whole horizon ahead.
+        lead = min(m.DEFAULT_LEAD_S, float(horizon_s))
+        return cls(keys, t, episodes, float(horizon_s), lead_s=lead)
 
     def curve(self, p: ArrayLike, thresholds: Sequence[float]) -> m.PrecisionRecallCurve:
         return m.precision_recall_curve(
@@ -367,13 +369,18 @@ def _alert_recall(
     grid = sorted({*m.DEFAULT_THRESHOLDS, threshold})
     cand = replay.curve(candidate_p, grid)
     at = grid.index(threshold)
-    ok = cand.precision >= target - 1e-12
-    best = float(np.max(cand.recall[ok])) if np.isfinite(target) and ok.any() else 0.0
+    ok = np.flatnonzero(cand.precision >= target - 1e-12)  # none when the target is NaN
+    # The highest threshold with the best recall: the fewest alerts for it.
+    pick = int(ok[len(ok) - 1 - np.argmax(cand.recall[ok][::-1])]) if len(ok) else None
+    best = float(cand.recall[pick]) if pick is not None else 0.0
     sides = (
         {
             f"alert_precision@{threshold}": float(cand.precision[at]),
             f"recall@24h@{threshold}": float(cand.recall[at]),
             "recall@24h@active_precision": best,
+            # The threshold at which the candidate reaches that: its alerts match the active
+            # model's precision there, not necessarily at the tenant's own threshold.
+            "threshold@active_precision": float(grid[pick]) if pick is not None else float("nan"),
             "alerts": float(cand.n_alerts[at]),
             "stockouts": float(len(replay.episodes)),
         },

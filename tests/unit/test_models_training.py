@@ -196,5 +196,18 @@ def test_the_gate_judges_replayed_alerts_as_the_evaluation_does() -> None:
     assert decision.active["alert_precision@0.7"] == 1.0
     assert decision.promote, decision.reason
     assert "recall@24h" in decision.reason
+    assert decision.candidate["threshold@active_precision"] == 0.8  # the highest with it
     reverse = promotion_decision(late, early, y, replay=replay)
     assert not reverse.promote
+
+
+def test_the_replay_works_for_horizons_under_a_day() -> None:
+    from aurora_ray.models.training import AlertReplay
+
+    t = np.arange(24.0) * H
+    following = np.where(t < 20 * H, 20 * H, np.nan)
+    replay = AlertReplay.from_rows(["a@W"] * 24, t, following, horizon_s=12 * H)
+    assert replay.lead_s == 12 * H  # warned the whole horizon ahead
+    p = np.where(t == 8 * H, 0.9, 0.1)
+    curve = replay.curve(p, [0.7])
+    assert curve.recall[0] == 1.0 and curve.precision[0] == 1.0
