@@ -90,6 +90,20 @@ def stockout_labels(
     ``label[i] = 1`` iff a stock-out of row ``i``'s group starts at a later row ``j`` with
     ``times[j] - times[i] <= horizon_s``. ``keep[i]`` is false for rows already out of stock
     and for rows whose horizon ends after ``end_s`` (default: the latest time in the data)."""
+    label, keep, _ = _label_rows(group, times_s, on_hand, horizon_s=horizon_s, end_s=end_s)
+    return label, keep
+
+
+def _label_rows(
+    group: ArrayLike,
+    times_s: ArrayLike,
+    on_hand: ArrayLike,
+    *,
+    horizon_s: float,
+    end_s: float | None,
+) -> tuple[NDArray[np.int8], NDArray[np.bool_], F64]:
+    """:func:`stockout_labels`' label and keep-mask, and the next stock-out start they come
+    from (:func:`next_stockout_starts`)."""
     g = np.asarray(group)
     t = np.asarray(times_s, dtype=np.float64)
     stock = np.asarray(on_hand, dtype=np.float64)
@@ -97,15 +111,15 @@ def stockout_labels(
     if not (len(g) == n == len(stock)):
         raise ValueError(f"lengths differ: group {len(g)}, times_s {n}, on_hand {len(stock)}")
     if n == 0:
-        return np.empty(0, np.int8), np.empty(0, bool)
+        return np.empty(0, np.int8), np.empty(0, bool), np.empty(0, np.float64)
     same_as_prev = np.r_[False, g[1:] == g[:-1]]
     if np.any(same_as_prev & (np.diff(t, prepend=t[0]) < 0)):
         raise ValueError("rows are not sorted by time within their group")
-    out = stock <= 0
-    label = next_stockout_starts(g, t, stock) - t <= horizon_s  # NaN (none) compares False
+    following = next_stockout_starts(g, t, stock)
+    label = following - t <= horizon_s  # NaN (none) compares False
     end = float(np.max(t)) if end_s is None else float(end_s)
-    keep = ~out & (t + horizon_s <= end)
-    return label.astype(np.int8), keep
+    keep = ~(stock <= 0) & (t + horizon_s <= end)  # already out of stock: dropped
+    return label.astype(np.int8), keep, following
 
 
 def next_stockout_starts(group: ArrayLike, times_s: ArrayLike, on_hand: ArrayLike) -> F64:
@@ -149,8 +163,7 @@ def label_frame(
     group = ordered.groupby(list(key), sort=False).ngroup().to_numpy()
     times = ordered[time_col].to_numpy(np.float64)
     on_hand = ordered["on_hand"].to_numpy(np.float64)
-    labels, keep = stockout_labels(group, times, on_hand, horizon_s=horizon_s, end_s=end_s)
-    following = next_stockout_starts(group, times, on_hand)
+    labels, keep, following = _label_rows(group, times, on_hand, horizon_s=horizon_s, end_s=end_s)
     return ordered.assign(**{LABEL: labels, NEXT_STOCKOUT: following})[keep]
 
 
