@@ -180,3 +180,35 @@ def test_fact_order_rows_only_orders() -> None:
 
     conformed = conform("fact_order", TENANT, rows)
     assert str(conformed.column("price")[0].as_py()) == "9.99"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\n",
+        b"a\n" * 40,
+        b"a" * 300 + b"\n" + b"b\n" * 10,  # a line longer than a chunk
+        b"x" * 250,  # one line, no newline at all
+        b"\n".join(b"line %d" % i + b"." * (i % 37) for i in range(400)),  # no final newline
+        b"\n".join(b"line %d" % i + b"." * (i % 37) for i in range(400)) + b"\n\n\n",
+        b"\n" * 64 + b"z" * 64 + b"\n",  # a cut exactly at a chunk's end
+    ],
+)
+def test_local_line_ranges_cut_where_the_chunks_do(tmp_path: Path, body: bytes) -> None:
+    from aurora_ray.backfill import local_line_ranges
+
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(body)
+    chunks = list(iter_chunks(str(path), chunk_bytes=64))
+    ranges = local_line_ranges(str(path), chunk_bytes=64)
+    assert ranges == [(c.first_line, c.offset, len(c.data)) for c in chunks]
+
+
+def test_local_line_ranges_leave_gzip_and_parquet_to_the_reader(tmp_path: Path) -> None:
+    from aurora_ray.backfill import local_line_ranges
+
+    zipped = tmp_path / "events.ndjson"  # gzip is found by its bytes, not its name
+    zipped.write_bytes(gzip.compress(b"a\nb\n"))
+    assert local_line_ranges(str(zipped)) is None
+    assert local_line_ranges(str(tmp_path / "events.parquet")) is None
