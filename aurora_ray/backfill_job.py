@@ -34,6 +34,7 @@ from aurora_ray.backfill import (
     Chunk,
     Engine,
     Plan,
+    bundle_records,
     deduplicate,
     fact_order_rows,
     now_ms,
@@ -316,11 +317,12 @@ def _produce(
     ]
     counts.produced = min(resume, len(plan))
     span = _PHASE_END["producing"] - _PHASE_END["deduplicating"]
+    partitions = _partition_count(settings, topic)
     for start in range(counts.produced, len(plan), PRODUCE_BATCH):
         part = plan.take(["key", "record"], start, PRODUCE_BATCH)
         keys = part.column("key").cast(pa.binary()).to_pylist()
-        records = list(zip(keys, part.column("record").to_pylist(), strict=True))
-        kafka.produce_all(topic, records, headers=headers)
+        bundles = bundle_records(keys, part.column("record").to_pylist(), partitions=partitions)
+        kafka.produce_to_partitions(topic, bundles, headers=headers)
         counts.produced = start + len(part)
         share = counts.produced / max(1, len(plan))
         progress.counts(
@@ -328,6 +330,14 @@ def _produce(
             progress=_PHASE_END["deduplicating"] + span * share,
             produce_acked=counts.produced,
         )
+
+
+def _partition_count(settings: Settings, topic: str) -> int:
+    """The topic's partitions as the broker has them (the live producer hashes keys over
+    those), or the configured count for a topic not created yet."""
+    from aurora_ray.adapters.kafka import TopicAdmin
+
+    return TopicAdmin(settings.kafka_bootstrap).topics().get(topic) or settings.partitions_per_topic
 
 
 def _wait_folded(

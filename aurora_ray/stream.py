@@ -3,7 +3,9 @@
 :class:`ShardProcessor` is everything a ``TenantShard`` actor does, without Ray, so that it can be
 tested against a real broker and Redis directly. Order of effects per batch:
 
-1. consume up to ``batch_max_events`` records from the assigned partitions;
+1. consume up to ``batch_max_events`` events from the assigned partitions (a backfill's bundle
+   record holds many: the number of records asked for follows the last batch's events a record,
+   and a larger batch is folded in slices of ``batch_max_events``);
 2. decode (undecodable records are counted and kept in a dead-letter list, never a crash);
 3. ``apply_batch`` on the columnar state, then build predictions and alerts;
 4. write predictions, alerts and dedup marks in one Redis transaction;
@@ -29,7 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from aurora_ray.adapters.kafka import make_consumer
 from aurora_ray.adapters.redis_store import Checkpoint, RedisStore
 from aurora_ray.domain.alerts import build_outputs
-from aurora_ray.domain.events import decode_shard_records
+from aurora_ray.domain.events import ShardBatch
 from aurora_ray.domain.state import TYPE_CODES, ScoringParams, SkuState
 from aurora_ray.domain.timers import fold_with_timers
 from aurora_ray.models.registry import ModelRegistry
@@ -115,6 +117,7 @@ class ShardProcessor:
         self.progress = _Progress()
         self._settings_version = -1
         self._lag_at = 0.0
+        self._events_per_record = 1.0  # of the last batch: bundles hold many
         # fact_prediction rows, written at each checkpoint (aurora_ray/warehouse/predictions.py).
         self.predictions = PredictionBuffer(
             Warehouse.from_settings(settings), tenant_id, shard=shard
@@ -176,7 +179,9 @@ class ShardProcessor:
         if self._consumer is None:
             self.restore()
         assert self._consumer is not None  # noqa: S101 - restore() sets it
-        messages = self._consumer.consume(self.settings.batch_max_events, timeout=timeout)
+        limit = self.settings.batch_max_events
+        wanted = max(1, min(limit, round(limit / self._events_per_record)))
+        messages = self._consumer.consume(wanted, timeout=timeout)
         values: list[bytes] = []
         partitions: list[int] = []
         for message in messages:
@@ -190,15 +195,32 @@ class ShardProcessor:
                 self.progress.offsets[partition] = offset + 1
         if values:
             try:
-                self._process(values, partitions)
+                events = self._fold_records(values, partitions)
             except Exception:
                 # The batch's outputs may not have been written: fall back to the last
                 # checkpoint and replay from its offsets, exactly as after a crash.
                 log.exception("batch failed on %s; restoring the last checkpoint", self.topic)
                 self._reset_to_checkpoint()
                 raise
+            self._events_per_record = max(1.0, events / len(values))
         self._maybe_checkpoint()
         return len(values)
+
+    def _fold_records(self, values: list[bytes], partitions: list[int]) -> int:
+        """Decode and fold consumed records in micro-batches of at most ``batch_max_events``
+        events (decoded a group of records at a time, so a run of bundles never sits decoded
+        whole; a bundle may straddle two micro-batches); returns the events."""
+        limit = self.settings.batch_max_events
+        group = max(1, limit // 100)
+        batch, events = ShardBatch(), 0
+        for start in range(0, len(values), group):
+            batch.add(values[start : start + group], partitions[start : start + group])
+            while len(batch) >= limit:
+                head, batch = batch.split(limit)
+                events += self._process(head)
+        if len(batch) or batch.refused:
+            events += self._process(batch)
+        return events
 
     def _reset_to_checkpoint(self) -> None:
         """Drop everything since the last checkpoint and restore it; if even that fails (Redis
@@ -218,13 +240,13 @@ class ShardProcessor:
             self.state = SkuState()
             self.progress = _Progress()
 
-    def _process(self, values: list[bytes], partitions: list[int]) -> None:
-        events, bad = decode_shard_records(values)  # payloads are not parsed: never read here
-        if bad:
-            self.store.dead_letter(self.tenant_id, [values[i] for i in bad])
-            self.progress.dead_letters += len(bad)
-            skipped = set(bad)
-            partitions = [p for i, p in enumerate(partitions) if i not in skipped]
+    def _process(self, batch: ShardBatch) -> int:
+        """Fold one micro-batch and write its outputs; returns its events (refused included)."""
+        events, partitions = batch.records, batch.partitions
+        if batch.refused:
+            self.store.dead_letter(self.tenant_id, [raw for _, raw in batch.refused])
+            self.progress.dead_letters += len(batch.refused)
+        count = len(events) + len(batch.refused)
         self._refresh_thresholds()
         self._refresh_model()
         outputs = fold_with_timers(self.state, events, partitions, self.params, self.scorer.model)
@@ -244,21 +266,22 @@ class ShardProcessor:
             predictions=predictions,
             alerts=alerts,
             counters={
-                "events_processed": len(values),
+                "events_processed": count,
                 "events_unknown_type": unknown,
                 "alerts_generated": len(alerts),
-                "dead_letters": len(bad),
+                "dead_letters": len(batch.refused),
             },
         )
-        self.progress.events += len(values)
-        self.progress.since_checkpoint += len(values)
+        self.progress.events += count
+        self.progress.since_checkpoint += count
         self.progress.alerts += len(alerts)
         self.progress.unknown += unknown
         sample = events[:: max(1, len(events) // 100)]
         latencies = [now * 1000.0 - e.received_ms for e in sample]
         self.metrics.record_batch(
-            events=len(values), alerts=len(alerts), latencies_ms=latencies, lag=self.lag()
+            events=count, alerts=len(alerts), latencies_ms=latencies, lag=self.lag()
         )
+        return count
 
     def _maybe_checkpoint(self) -> None:
         due_time = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
@@ -21,16 +22,19 @@ from msgspec import Meta
 from aurora_ray.domain.currencies import ISO_4217
 
 __all__ = [
+    "BUNDLE_START",
     "KNOWN_EVENT_TYPES",
     "CheckedLine",
     "EventType",
     "LineError",
     "ParsedBatch",
+    "ShardBatch",
     "ShardRecord",
     "StreamEvent",
     "decode_shard_records",
     "check_ndjson",
     "decode_stream_events",
+    "encode_bundle",
     "encode_ndjson",
     "encode_stream_event",
     "parse_ndjson",
@@ -231,6 +235,7 @@ _PATH_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _encoder = msgspec.json.Encoder()
 _stream_decoder = msgspec.json.Decoder(StreamEvent)
 _shard_decoder = msgspec.json.Decoder(ShardRecord)
+_bundle_decoder = msgspec.json.Decoder(list[ShardRecord])
 _envelope_decoder = msgspec.json.Decoder(_EnvelopeIn)
 _payload_decoders: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     name: msgspec.json.Decoder(cls) for name, cls in _PAYLOAD_TYPES.items()
@@ -586,22 +591,84 @@ def decode_stream_events(values: list[bytes]) -> tuple[list[StreamEvent], list[i
 
 def decode_shard_records(values: list[bytes]) -> tuple[list[ShardRecord], list[int]]:
     """:func:`decode_stream_events` for the shard loop: the same records are accepted and
-    refused (the index of each refused one returned), but payloads are not parsed."""
-    records: list[ShardRecord] = []
-    bad: list[int] = []
-    decode = _shard_decoder.decode
-    for i, value in enumerate(values):
+    refused (the index of each refused one returned), but payloads are not parsed. (A bundle,
+    which :func:`decode_stream_events` refuses, is expanded here: see :func:`encode_bundle`.)"""
+    batch = ShardBatch()
+    batch.add(values, range(len(values)))
+    return batch.records, [origin for origin, _ in batch.refused]
+
+
+@dataclass
+class ShardBatch:
+    """Topic records decoded for the shard loop: the records (bundles expanded), the
+    partition (or any tag) each came with, and the refused ones as ``(tag, raw bytes)``."""
+
+    records: list[ShardRecord] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    refused: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add(self, values: Iterable[bytes], partitions: Iterable[int]) -> None:
+        """Decode ``values`` (each with its partition) onto the batch: a record is refused as
+        :func:`decode_stream_events` refuses it, a bundle element that fails the same checks
+        alone (re-encoded), a bundle that is not a JSON array of records as a whole."""
+        decode, records, tags, refused = (
+            _shard_decoder.decode,
+            self.records,
+            self.partitions,
+            self.refused,
+        )
+        for value, partition in zip(values, partitions, strict=True):
+            if value[:1] == BUNDLE_START:
+                self._add_bundle(value, partition)
+                continue
+            try:
+                record = decode(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                refused.append((partition, value))
+                continue
+            if _acceptable(record):
+                records.append(record)
+                tags.append(partition)
+            else:
+                refused.append((partition, value))
+
+    def split(self, n: int) -> tuple[ShardBatch, ShardBatch]:
+        """The first ``n`` records (with everything refused so far), and the rest."""
+        head = ShardBatch(self.records[:n], self.partitions[:n], self.refused)
+        return head, ShardBatch(self.records[n:], self.partitions[n:])
+
+    def _add_bundle(self, value: bytes, partition: int) -> None:
         try:
-            record = decode(value)
+            bundle = _bundle_decoder.decode(value)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            bad.append(i)
-            continue
-        if not (
-            0 <= record.ts_ms <= MAX_TS_MS
-            and 0 <= record.received_ms <= MAX_TS_MS
-            and memoryview(record.payload)[:1].tobytes() == b"{"  # an object, as in StreamEvent
-        ):
-            bad.append(i)
-            continue
-        records.append(record)
-    return records, bad
+            self.refused.append((partition, value))
+            return
+        for record in bundle:
+            if _acceptable(record):
+                self.records.append(record)
+                self.partitions.append(partition)
+            else:
+                self.refused.append((partition, _encoder.encode(record)))
+
+
+def _acceptable(record: ShardRecord) -> bool:
+    """The checks :func:`decode_stream_events` makes beyond decoding (payload: an object)."""
+    return (
+        0 <= record.ts_ms <= MAX_TS_MS
+        and 0 <= record.received_ms <= MAX_TS_MS
+        and memoryview(record.payload)[:1].tobytes() == b"{"
+    )
+
+
+#: A bundle: several records of one partition as one topic record, a JSON array of them in
+#: their order (the backfill produces its history this way; the live API never does). The shard
+#: folds its elements as if they had come one by one.
+BUNDLE_START: Final = b"["
+
+
+def encode_bundle(records: Sequence[bytes]) -> bytes:
+    """One topic record of already encoded records (each a JSON object), in their order."""
+    return b"[" + b",".join(records) + b"]"

@@ -59,3 +59,33 @@ def test_a_batch_with_a_refused_record_fails(services: Services) -> None:
         assert producer.produce_batch(topic, [(None, b"z")]).result(timeout=60) is None
     finally:
         producer.close()
+
+
+def test_partition_for_is_where_the_live_producer_puts_a_key(services: Services) -> None:
+    """The backfill places its bundles with partition_for: it must agree with librdkafka's
+    partitioner, which places the live API's keyed records."""
+    from confluent_kafka import TopicPartition
+
+    from aurora_ray.adapters.kafka import make_consumer, partition_for
+
+    settings = services.settings()
+    topic = settings.topic_for(services.new_tenant_topic(settings))
+    keys = [f"SKU-{i:05d}@{('DE-HAM', 'FR-PAR', 'ü@x')[i % 3]}".encode() for i in range(600)]
+    producer = BatchProducer(services.bootstrap)
+    try:
+        producer.produce_batch(topic, [(key, b"v") for key in keys]).result(timeout=60)
+    finally:
+        producer.close()
+    consumer = make_consumer(services.bootstrap, "aurora-test-partitions")
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    placed: dict[bytes, int] = {}
+    try:
+        for _ in range(100):
+            for message in consumer.consume(1000, timeout=0.2):
+                if not message.error():
+                    placed[message.key() or b""] = message.partition() or 0
+            if len(placed) == len(keys):
+                break
+    finally:
+        consumer.close()
+    assert placed == {key: partition_for(key, PARTITIONS) for key in keys}

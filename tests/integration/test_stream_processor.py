@@ -23,7 +23,9 @@ import numpy as np
 import pytest
 import redis
 
+from aurora_ray.adapters.kafka import BulkProducer
 from aurora_ray.adapters.redis_store import RedisStore
+from aurora_ray.backfill import bundle_records
 from aurora_ray.domain.alerts import AlertRecord, build_outputs, iso_utc
 from aurora_ray.domain.events import (
     KNOWN_EVENT_TYPES,
@@ -32,6 +34,7 @@ from aurora_ray.domain.events import (
     encode_stream_event,
 )
 from aurora_ray.domain.state import EventBatch, ScoringParams, SkuState, apply_batch
+from aurora_ray.naming import SOURCE_BACKFILL, SOURCE_HEADER
 from aurora_ray.settings import Settings
 from aurora_ray.stream import ShardProcessor, partitions_for
 from aurora_ray.testing import envelope, order, sku_upserted, stock_snapshot
@@ -799,4 +802,45 @@ def test_a_demand_calendar_is_reloaded_with_the_settings(services: Services) -> 
     store.put_demand_calendar(tenant_id, None)
     proc._refresh_thresholds()
     assert proc.params.week_profile is None
+    proc.close()
+
+
+# -- the backfill's bundles ----------------------------------------------------------------------
+def test_backfill_bundles_fold_as_the_same_records_one_by_one(services: Services) -> None:
+    """A backfill produces bundles (records of one partition as one topic record): the shard
+    ends in the stock, predictions and alerts of the same records produced one by one, and its
+    micro-batches stay within ``batch_max_events`` events."""
+    settings = settings_for(services)
+    tenant_id = services.new_tenant_topic(settings)
+    events = mixed_stream(tenant_id, seed=11, n=500, t0=time.time() - 10 * 24 * HOUR)
+    records = records_for(events, tenant_id)
+    bundles = bundle_records(
+        [key for key, _ in records], [value for _, value in records], partitions=PARTITIONS,
+        max_events=9,
+    )  # fmt: skip
+    assert len(records) / 9 <= len(bundles) < len(records) / 4
+    producer = BulkProducer(services.bootstrap)
+    try:
+        headers = [(SOURCE_HEADER, SOURCE_BACKFILL)]
+        producer.produce_to_partitions(settings.topic_for(tenant_id), bundles, headers=headers)
+    finally:
+        producer.close()
+
+    metrics = RecordingMetrics()
+    proc = processor(services, settings, tenant_id, metrics=metrics)
+    proc.restore()
+    drive(proc, len(records))
+    assert proc.step(timeout=0.3) == 0
+    assert all(0 < b["events"] <= settings.batch_max_events for b in metrics.batches)
+    assert sum(b["events"] for b in metrics.batches) == len(records)
+
+    truth = truth_on_hand(events)
+    got = redis_predictions(proc.store, tenant_id)
+    assert {key: row["on_hand"] for key, row in got.items()} == truth
+    _, expected_predictions, expected_alerts = reference(settings, tenant_id, records)
+    assert_predictions_match(got, expected_predictions)
+    alerts = all_alerts(proc.store, tenant_id)
+    assert {a["alert_id"] for a in alerts} == {a.alert_id for a in expected_alerts}
+    assert proc.progress.dead_letters == 0
+    assert proc.store.counters(tenant_id)["events_processed"] == len(records)
     proc.close()

@@ -212,3 +212,25 @@ def test_local_line_ranges_leave_gzip_and_parquet_to_the_reader(tmp_path: Path) 
     zipped.write_bytes(gzip.compress(b"a\nb\n"))
     assert local_line_ranges(str(zipped)) is None
     assert local_line_ranges(str(tmp_path / "events.parquet")) is None
+
+
+def test_bundles_keep_each_partition_in_order_within_their_limits() -> None:
+    from aurora_ray.adapters.kafka import partition_for
+    from aurora_ray.backfill import bundle_records
+
+    keys = [f"SKU-{i % 13}@W{i % 2}".encode() for i in range(500)]
+    keys[7] = None  # a record without a key: any partition will do
+    records = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 50)) for i in range(500)]
+    records[100] = b'{"n":100,"pad":"' + b"y" * 3000 + b'"}'  # bigger than a bundle alone
+    bundles = bundle_records(keys, records, partitions=4, max_events=10, max_bytes=1000)
+    seen: dict[int, list[int]] = {}
+    for partition, bundle in bundles:
+        items = json.loads(bundle)
+        assert len(items) <= 10 and (len(bundle) <= 1000 or len(items) == 1)
+        seen.setdefault(partition, []).extend(item["n"] for item in items)
+    for partition, numbers in seen.items():
+        assert numbers == sorted(numbers)  # each partition's records in their order
+        assert all(partition_for(keys[n], 4) == partition for n in numbers)
+    assert sorted(n for numbers in seen.values() for n in numbers) == list(range(500))
+    assert [p for p, _ in bundles[:4]] == [0, 1, 2, 3]  # the partitions take turns
+    assert bundle_records([], [], partitions=4) == []

@@ -74,3 +74,26 @@ def test_same_records_accepted_and_refused() -> None:
         assert [getattr(a, f) for f in _FIELDS] == [getattr(b, f) for f in _FIELDS]
         assert (a.qty, a.value, a.key) == (b.qty, b.value, b.key)
         assert msgspec.json.decode(bytes(b.payload)) == a.payload
+
+
+def test_a_bundle_is_its_records_in_order_and_a_bad_element_alone_is_refused() -> None:
+    from aurora_ray.domain.events import ShardBatch, encode_bundle
+
+    good = [_record(event_id=f"e{i}", ts_ms=1_700_000_000_000 + i) for i in range(5)]
+    bad_element = _record(event_id="late", ts_ms=MAX_TS_MS + 1)
+    batch = ShardBatch()
+    batch.add(
+        [good[0], encode_bundle([good[1], bad_element, good[2]]), b"[not json", good[3]],
+        [0, 1, 2, 3],
+    )
+    batch.add([encode_bundle([good[4]])], [3])
+    assert [r.event_id for r in batch.records] == ["e0", "e1", "e2", "e3", "e4"]
+    assert batch.partitions == [0, 1, 1, 3, 3]
+    assert [tag for tag, _ in batch.refused] == [1, 2]
+    assert msgspec.json.decode(batch.refused[0][1])["event_id"] == "late"  # re-encoded alone
+    assert batch.refused[1][1] == b"[not json"  # a broken bundle as it came
+
+    head, rest = batch.split(2)
+    assert [r.event_id for r in head.records] == ["e0", "e1"] and len(head.refused) == 2
+    assert [r.event_id for r in rest.records] == ["e2", "e3", "e4"] and not rest.refused
+    assert rest.partitions == [1, 3, 3]
