@@ -26,13 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from aurora_ray.adapters.kafka import make_consumer
 from aurora_ray.adapters.redis_store import RedisStore
-from aurora_ray.domain.events import EventType, decode_stream_events
+from aurora_ray.domain.events import EventType, ShardBatch
 from aurora_ray.naming import SOURCE_BACKFILL, SOURCE_HEADER
 from aurora_ray.settings import Settings
 from aurora_ray.warehouse.quality import DataQualityError
@@ -194,33 +195,40 @@ class OrderSink:
         return len(values)
 
     def _take(self, values: list[bytes], positions: list[tuple[int, int]]) -> None:
-        """Buffer a batch of live records (:meth:`step` passes over the backfilled ones)."""
+        """Buffer a batch of live records (:meth:`step` passes over the backfilled ones).
+
+        Records are decoded as the shard decodes them (:class:`ShardBatch`: the payload stays raw
+        JSON, and the same records are refused); only an order's three payload fields are read,
+        and a ``sku.upserted``'s payload. The refused ones are still consumed (their offsets
+        advance with the batch): the shards dead-letter them."""
         buf = self._buffer
-        live = range(len(values))
-        # bad records: the shards dead-letter them
-        events, bad_live = decode_stream_events([values[i] for i in live])
-        bad = [live[j] for j in bad_live]
-        skipped = set(bad)
-        good = [i for i in live if i not in skipped]
-        for event, i in zip(events, good, strict=True):
+        batch = ShardBatch()
+        batch.add(values, range(len(values)))
+        orders = buf.orders
+        event_ids, order_ids, skus = orders["event_id"], orders["order_id"], orders["sku_id"]
+        warehouses, qtys, prices = orders["warehouse_id"], orders["qty"], orders["price"]
+        currencies, times = orders["currency"], orders["ts_ms"]
+        for record, i in zip(batch.records, batch.partitions, strict=True):
             partition, offset = positions[i]
             buf.partitions.append(partition)
             buf.offsets.append(offset)
-            if event.event_type == EventType.ORDER_CREATED and event.sku is not None:
-                payload = event.payload
+            if record.sku is None:
+                continue
+            if record.event_type == EventType.ORDER_CREATED:
+                order_id, price, currency = _order_fields(record.payload)
                 buf.order_pos.append(len(buf.offsets) - 1)
-                buf.orders["event_id"].append(event.event_id)
-                order_id = payload.get("order_id")
-                buf.orders["order_id"].append(None if order_id is None else str(order_id))
-                buf.orders["sku_id"].append(event.sku)
-                buf.orders["warehouse_id"].append(event.warehouse)
-                buf.orders["qty"].append(event.qty)
-                buf.orders["price"].append(payload.get("price"))
-                buf.orders["currency"].append(payload.get("currency"))
-                buf.orders["ts_ms"].append(event.ts_ms)
-            elif event.event_type == EventType.SKU_UPSERTED and event.sku is not None:
-                self._upsert_sku(event.sku, event.warehouse or "", event.payload)
-        for i in bad:  # still consumed: their offsets advance with the batch
+                event_ids.append(record.event_id)
+                order_ids.append(order_id)
+                skus.append(record.sku)
+                warehouses.append(record.warehouse)
+                qtys.append(record.qty)
+                prices.append(price)
+                currencies.append(currency)
+                times.append(record.ts_ms)
+            elif record.event_type == EventType.SKU_UPSERTED:
+                payload = msgspec.json.decode(record.payload)
+                self._upsert_sku(record.sku, record.warehouse or "", payload)
+        for i, _ in batch.refused:
             buf.partitions.append(positions[i][0])
             buf.offsets.append(positions[i][1])
 
@@ -294,11 +302,14 @@ class OrderSink:
         orders = self._buffer.orders
         now_us = int(self.clock() * 1e6)
         ts = pa.timestamp("us", tz="UTC")
-        columns: dict[str, Any] = {c: [orders[c][i] for i in indices] for c in _ORDER_COLUMNS}
-        columns["order_ts"] = pa.array(
-            [orders["ts_ms"][i] * 1000 for i in indices], pa.int64()
-        ).cast(ts)
-        columns["ingested_at"] = pa.array([now_us] * len(indices), pa.int64()).cast(ts)
+        every = len(indices) == len(orders["ts_ms"])  # the usual flush: all of them, in order
+        columns: dict[str, Any] = {
+            c: orders[c] if every else [orders[c][i] for i in indices] for c in _ORDER_COLUMNS
+        }
+        times = np.asarray(orders["ts_ms"], dtype=np.int64)
+        times = times if every else times[np.asarray(indices, dtype=np.int64)]
+        columns["order_ts"] = pa.array(times * 1000).cast(ts)
+        columns["ingested_at"] = pa.array(np.full(len(indices), now_us, np.int64)).cast(ts)
         columns["price"] = pa.array(columns["price"], pa.float64())
         columns["qty"] = pa.array(columns["qty"], pa.int32())
         table = pa.table(columns)
@@ -466,6 +477,30 @@ def _ranges(
         mask = np.asarray(take, dtype=bool)
         p, o = p[mask], o[mask]
     return {int(k): (int(o[p == k].min()), int(o[p == k].max())) for k in np.unique(p).tolist()}
+
+
+class _OrderFields(msgspec.Struct):
+    """The three payload fields of an ``order.created`` that fact_order takes."""
+
+    order_id: str | int | None = None
+    price: float | None = None
+    currency: str | None = None
+
+
+_order_decoder = msgspec.json.Decoder(_OrderFields)
+
+
+def _order_fields(payload: msgspec.Raw) -> tuple[str | None, Any, Any]:
+    """``(order_id as text, price, currency)`` of an order's raw payload. A payload of other
+    types (another producer's record, not the API's) is read as JSON and taken as it is, as
+    before: the warehouse's quality rules judge it."""
+    try:
+        fields = _order_decoder.decode(payload)
+        order_id, price, currency = fields.order_id, fields.price, fields.currency
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        loose = msgspec.json.decode(payload)
+        order_id, price, currency = (loose.get(k) for k in ("order_id", "price", "currency"))
+    return (None if order_id is None else str(order_id)), price, currency
 
 
 def _from_backfill(headers: _Headers) -> bool:

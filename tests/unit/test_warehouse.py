@@ -224,3 +224,19 @@ def test_bad_input_names_the_problem(tmp_path: Path) -> None:
         wh.write_fact_order(
             TENANT, orders(1).append_column("color", pa.array(["red"])), batch_id="x"
         )
+
+
+def test_the_sink_reads_an_orders_payload_fields_typed_or_loose() -> None:
+    import msgspec
+
+    from aurora_ray.warehouse.sink import _order_fields
+
+    def fields(payload: object) -> tuple[object, object, object]:
+        return _order_fields(msgspec.Raw(msgspec.json.encode(payload)))
+
+    typed = {"order_id": "o-1", "sku": "A", "warehouse": "W", "qty": 2, "price": 9.5}
+    assert fields({**typed, "currency": "EUR"}) == ("o-1", 9.5, "EUR")
+    assert fields({"order_id": 17, "price": 3}) == ("17", 3.0, None)  # a number id, as text
+    assert fields({}) == (None, None, None)
+    # Another producer's types are taken as they are; the warehouse's quality rules judge them.
+    assert fields({"order_id": 1.5, "price": "cheap", "currency": 7}) == ("1.5", "cheap", 7)
