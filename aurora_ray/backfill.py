@@ -55,6 +55,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from aurora_ray.domain.events import (
+    BUNDLE_MAX_EVENTS,
     MAX_LINE_BYTES,
     MAX_TS_MS,
     CheckedLine,
@@ -96,7 +97,7 @@ MAX_PRICE: Final = 99_999_999.99  # fact_order.price is NUMERIC(10,2)
 # The topic gets the history in bundles (one record holding up to 100 events of one partition,
 # see bundle_records): every record costs each reader (two shards, the warehouse sink) and the
 # producer ~1–2 µs however small, so 5 M single records cost the stack ~40 s of CPU more.
-BUNDLE_EVENTS: Final = 100
+BUNDLE_EVENTS: Final = BUNDLE_MAX_EVENTS
 BUNDLE_BYTES: Final = 256 * 1024  # a record may hold 512 KiB; the broker takes 1 MB
 Engine = Literal["ray-data", "local"]
 
@@ -229,18 +230,23 @@ def local_line_ranges(
     fs, path = open_filesystem(source)
     if not isinstance(fs, pafs.LocalFileSystem):
         return None
-    with open(path, "rb") as f:
-        if f.read(2) == b"\x1f\x8b":
-            return None
-        size = f.seek(0, 2)
-        if size == 0:
-            return []
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            data = np.frombuffer(mapped, dtype=np.uint8)
-            try:
-                return _cut_lines(mapped, data, size, chunk_bytes)
-            finally:
-                del data  # the map closes only once no array points into it
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) == b"\x1f\x8b":
+                return None
+            size = f.seek(0, 2)
+            if size == 0:
+                return []
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # not a regular file, or it cannot be mapped: read it
+        return None
+    try:
+        return _cut_lines(mapped, np.frombuffer(mapped, dtype=np.uint8), size, chunk_bytes)
+    finally:
+        try:
+            mapped.close()
+        except BufferError:  # an array of it still alive (a traceback): the GC closes it
+            pass
 
 
 def _cut_lines(

@@ -3,9 +3,11 @@
 :class:`ShardProcessor` is everything a ``TenantShard`` actor does, without Ray, so that it can be
 tested against a real broker and Redis directly. Order of effects per batch:
 
-1. consume up to ``batch_max_events`` events from the assigned partitions (a backfill's bundle
-   record holds many: the number of records asked for follows the last batch's events a record,
-   and a larger batch is folded in slices of ``batch_max_events``);
+1. consume records from the assigned partitions: up to ``batch_max_events`` when they are
+   single events; a backfill's bundle record holds up to 100, so the number asked for follows
+   the last haul's events a record (rising at most twofold a step). A haul is folded in
+   micro-batches of at most ``batch_max_events`` events (plus one bundle's worth), each ending on
+   a record, so that its offsets, and a due checkpoint, follow each micro-batch;
 2. decode (undecodable records are counted and kept in a dead-letter list, never a crash);
 3. ``apply_batch`` on the columnar state, then build predictions and alerts;
 4. write predictions, alerts and dedup marks in one Redis transaction;
@@ -31,7 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from aurora_ray.adapters.kafka import make_consumer
 from aurora_ray.adapters.redis_store import Checkpoint, RedisStore
 from aurora_ray.domain.alerts import build_outputs
-from aurora_ray.domain.events import ShardBatch
+from aurora_ray.domain.events import BUNDLE_MAX_EVENTS, ShardBatch
 from aurora_ray.domain.state import TYPE_CODES, ScoringParams, SkuState
 from aurora_ray.domain.timers import fold_with_timers
 from aurora_ray.models.registry import ModelRegistry
@@ -117,7 +119,7 @@ class ShardProcessor:
         self.progress = _Progress()
         self._settings_version = -1
         self._lag_at = 0.0
-        self._events_per_record = 1.0  # of the last batch: bundles hold many
+        self._wanted = settings.batch_max_events  # records to ask for (bundles hold many events)
         # fact_prediction rows, written at each checkpoint (aurora_ray/warehouse/predictions.py).
         self.predictions = PredictionBuffer(
             Warehouse.from_settings(settings), tenant_id, shard=shard
@@ -180,10 +182,10 @@ class ShardProcessor:
             self.restore()
         assert self._consumer is not None  # noqa: S101 - restore() sets it
         limit = self.settings.batch_max_events
-        wanted = max(1, min(limit, round(limit / self._events_per_record)))
-        messages = self._consumer.consume(wanted, timeout=timeout)
+        messages = self._consumer.consume(self._wanted, timeout=timeout)
         values: list[bytes] = []
         partitions: list[int] = []
+        offsets: list[int] = []
         for message in messages:
             if message.error():
                 log.warning("consume error on %s: %s", self.topic, message.error())
@@ -191,35 +193,41 @@ class ShardProcessor:
             values.append(message.value() or b"")
             partition, offset = message.partition(), message.offset()
             partitions.append(partition if partition is not None else -1)
-            if partition is not None and offset is not None:
-                self.progress.offsets[partition] = offset + 1
+            offsets.append(offset if offset is not None else -1)
         if values:
             try:
-                events = self._fold_records(values, partitions)
+                events = self._fold_records(values, partitions, offsets)
             except Exception:
                 # The batch's outputs may not have been written: fall back to the last
                 # checkpoint and replay from its offsets, exactly as after a crash.
                 log.exception("batch failed on %s; restoring the last checkpoint", self.topic)
                 self._reset_to_checkpoint()
                 raise
-            self._events_per_record = max(1.0, events / len(values))
+            per_record = max(1.0, events / len(values))
+            self._wanted = max(1, min(limit, round(limit / per_record), 2 * self._wanted))
         self._maybe_checkpoint()
         return len(values)
 
-    def _fold_records(self, values: list[bytes], partitions: list[int]) -> int:
-        """Decode and fold consumed records in micro-batches of at most ``batch_max_events``
-        events (decoded a group of records at a time, so a run of bundles never sits decoded
-        whole; a bundle may straddle two micro-batches); returns the events."""
+    def _fold_records(self, values: list[bytes], partitions: list[int], offsets: list[int]) -> int:
+        """Decode and fold a haul of records in micro-batches of at most ``batch_max_events``
+        events plus one bundle's worth, each ending on a record (decoded a few records at a
+        time, so a run of bundles never sits decoded whole); after each, the offsets move past
+        its records and a due checkpoint is taken. Returns the events."""
         limit = self.settings.batch_max_events
-        group = max(1, limit // 100)
-        batch, events = ShardBatch(), 0
-        for start in range(0, len(values), group):
-            batch.add(values[start : start + group], partitions[start : start + group])
-            while len(batch) >= limit:
-                head, batch = batch.split(limit)
-                events += self._process(head)
-        if len(batch) or batch.refused:
-            events += self._process(batch)
+        batch, events, first, end = ShardBatch(), 0, 0, 0
+        while end < len(values):
+            take = max(1, (limit - len(batch)) // BUNDLE_MAX_EVENTS)
+            batch.add(values[end : end + take], partitions[end : end + take])
+            end += take
+            if len(batch) >= limit or end >= len(values):
+                events += self._process(batch)
+                done = zip(partitions[first:end], offsets[first:end], strict=True)
+                for partition, offset in done:
+                    if partition >= 0 and offset >= 0:
+                        self.progress.offsets[partition] = offset + 1
+                if end < len(values):
+                    self._maybe_checkpoint()
+                batch, first = ShardBatch(), end
         return events
 
     def _reset_to_checkpoint(self) -> None:

@@ -22,6 +22,7 @@ from msgspec import Meta
 from aurora_ray.domain.currencies import ISO_4217
 
 __all__ = [
+    "BUNDLE_MAX_EVENTS",
     "BUNDLE_START",
     "KNOWN_EVENT_TYPES",
     "CheckedLine",
@@ -613,7 +614,8 @@ class ShardBatch:
     def add(self, values: Iterable[bytes], partitions: Iterable[int]) -> None:
         """Decode ``values`` (each with its partition) onto the batch: a record is refused as
         :func:`decode_stream_events` refuses it, a bundle element that fails the same checks
-        alone (re-encoded), a bundle that is not a JSON array of records as a whole."""
+        alone (re-encoded), a bundle that is empty or not a JSON array of records as a whole
+        (one refused record, whatever it held)."""
         decode, records, tags, refused = (
             _shard_decoder.decode,
             self.records,
@@ -635,15 +637,12 @@ class ShardBatch:
             else:
                 refused.append((partition, value))
 
-    def split(self, n: int) -> tuple[ShardBatch, ShardBatch]:
-        """The first ``n`` records (with everything refused so far), and the rest."""
-        head = ShardBatch(self.records[:n], self.partitions[:n], self.refused)
-        return head, ShardBatch(self.records[n:], self.partitions[n:])
-
     def _add_bundle(self, value: bytes, partition: int) -> None:
         try:
             bundle = _bundle_decoder.decode(value)
         except (msgspec.DecodeError, msgspec.ValidationError):
+            bundle = []
+        if not bundle:  # not a bundle, or an empty one: refused whole (counted as one)
             self.refused.append((partition, value))
             return
         for record in bundle:
@@ -667,6 +666,7 @@ def _acceptable(record: ShardRecord) -> bool:
 #: their order (the backfill produces its history this way; the live API never does). The shard
 #: folds its elements as if they had come one by one.
 BUNDLE_START: Final = b"["
+BUNDLE_MAX_EVENTS: Final = 100  # what the backfill puts in one; the shard sizes its reads by it
 
 
 def encode_bundle(records: Sequence[bytes]) -> bytes:

@@ -831,7 +831,8 @@ def test_backfill_bundles_fold_as_the_same_records_one_by_one(services: Services
     proc.restore()
     drive(proc, len(records))
     assert proc.step(timeout=0.3) == 0
-    assert all(0 < b["events"] <= settings.batch_max_events for b in metrics.batches)
+    # A micro-batch ends on a record: at most batch_max_events plus one bundle's worth.
+    assert all(0 < b["events"] < settings.batch_max_events + 9 for b in metrics.batches)
     assert sum(b["events"] for b in metrics.batches) == len(records)
 
     truth = truth_on_hand(events)
@@ -843,4 +844,48 @@ def test_backfill_bundles_fold_as_the_same_records_one_by_one(services: Services
     assert {a["alert_id"] for a in alerts} == {a.alert_id for a in expected_alerts}
     assert proc.progress.dead_letters == 0
     assert proc.store.counters(tenant_id)["events_processed"] == len(records)
+    proc.close()
+
+
+def test_a_failure_in_the_middle_of_a_haul_of_bundles_resumes_from_its_last_checkpoint(
+    services: Services,
+) -> None:
+    """One step takes many bundles and folds them in several micro-batches, checkpointing
+    between them when due; when one of them fails, the shard falls back to the checkpoint taken
+    inside the haul and ends in the true stock (nothing lost, nothing applied twice)."""
+    settings = settings_for(services, checkpoint_events=100)
+    tenant_id = services.new_tenant_topic(settings)
+    events = mixed_stream(tenant_id, seed=12, n=600, t0=time.time() - 10 * 24 * HOUR)
+    records = records_for(events, tenant_id)
+    bundles = bundle_records(
+        [key for key, _ in records], [value for _, value in records], partitions=PARTITIONS,
+        max_events=9,
+    )  # fmt: skip
+    producer = BulkProducer(services.bootstrap)
+    try:
+        producer.produce_to_partitions(settings.topic_for(tenant_id), bundles)
+    finally:
+        producer.close()
+
+    proc = processor(services, settings, tenant_id)
+    proc.restore()
+    real = proc._process  # noqa: SLF001
+    slices = 0
+
+    def fourth_fails(batch: Any) -> int:
+        nonlocal slices
+        slices += 1
+        if slices == 4:
+            raise RuntimeError("the fourth micro-batch's write failed")
+        return real(batch)
+
+    proc._process = fourth_fails  # type: ignore[method-assign]  # noqa: SLF001
+    with pytest.raises(RuntimeError):
+        proc.step(timeout=1.0)  # one haul of 64 bundles: the fourth of its micro-batches fails
+    saved = proc.store.load_checkpoint(tenant_id, 0)
+    assert saved is not None and 2 * settings.batch_max_events <= saved.events < len(records)
+    assert proc.progress.events == saved.events  # back at the checkpoint taken inside the haul
+    proc._process = real  # type: ignore[method-assign]  # noqa: SLF001
+    drive(proc, len(records))
+    assert state_on_hand(proc.state) == truth_on_hand(events)
     proc.close()

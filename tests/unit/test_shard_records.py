@@ -93,7 +93,5 @@ def test_a_bundle_is_its_records_in_order_and_a_bad_element_alone_is_refused() -
     assert msgspec.json.decode(batch.refused[0][1])["event_id"] == "late"  # re-encoded alone
     assert batch.refused[1][1] == b"[not json"  # a broken bundle as it came
 
-    head, rest = batch.split(2)
-    assert [r.event_id for r in head.records] == ["e0", "e1"] and len(head.refused) == 2
-    assert [r.event_id for r in rest.records] == ["e2", "e3", "e4"] and not rest.refused
-    assert rest.partitions == [1, 3, 3]
+    batch.add([b"[]"], [4])  # an empty bundle: refused, as the live decoder refuses it
+    assert batch.refused[-1] == (4, b"[]") and len(batch.records) == 5
