@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     topic_replication_factor: int = Field(1, ge=1)
     shards_per_tenant: int = Field(2, ge=1)  # ADR-007: a tenant's fold on both cores
     batch_max_events: int = Field(50_000, ge=1)
+    # How long a shard's poll waits for records (it returns sooner once batch_max_events are
+    # there): a shard that keeps up folds what arrived meanwhile as one micro-batch.
+    batch_wait_s: float = Field(0.2, gt=0, le=5)
     # Ray custom resources a shard asks for, e.g. {"stream": 1} to keep shards on the
     # cluster.yaml "stream" workers (AURORA_SHARD_RESOURCES='{"stream": 1}').
     shard_resources: dict[str, float] = Field(default_factory=dict)

@@ -173,7 +173,7 @@ class ShardProcessor:
             self._watermarks = None
 
     # -- the loop ------------------------------------------------------------------------------
-    def step(self, timeout: float = 0.2) -> int:
+    def step(self, timeout: float | None = None) -> int:
         """Process one micro-batch; returns the number of records consumed.
 
         Restores first when there is nothing restored yet, or when an earlier restore failed
@@ -182,7 +182,8 @@ class ShardProcessor:
             self.restore()
         assert self._consumer is not None  # noqa: S101 - restore() sets it
         limit = self.settings.batch_max_events
-        messages = self._consumer.consume(self._wanted, timeout=timeout)
+        wait = self.settings.batch_wait_s if timeout is None else timeout
+        messages = self._consumer.consume(self._wanted, timeout=wait)
         values: list[bytes] = []
         partitions: list[int] = []
         offsets: list[int] = []
