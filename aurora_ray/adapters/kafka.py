@@ -262,7 +262,8 @@ class BatchProducer:
 class BulkProducer:
     """An idempotent producer for bulk jobs (the backfill): librdkafka reports deliveries only
     for failures, so no Python callback runs per record (the notes measured 520 K records/s
-    against 328 K with one); :meth:`produce_all` returns once every record is acknowledged."""
+    against 328 K with one); :meth:`produce_to_partitions` returns once every record is
+    acknowledged."""
 
     def __init__(self, bootstrap: str, *, linger_ms: int = 20) -> None:
         self.bootstrap = bootstrap
@@ -290,25 +291,6 @@ class BulkProducer:
         if err is not None:
             self._errors.append(str(err))
 
-    def produce_all(
-        self,
-        topic: str,
-        records: Sequence[tuple[bytes | None, bytes]],
-        *,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
-        timeout: float = 300.0,
-    ) -> None:
-        """Produce and wait for every acknowledgement; raises :class:`DeliveryError` otherwise."""
-        producer = self.producer
-        for key, value in records:
-            while True:
-                try:
-                    producer.produce(topic, value=value, key=key, headers=headers)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        self._wait(timeout)
-
     def produce_to_partitions(
         self,
         topic: str,
@@ -317,8 +299,9 @@ class BulkProducer:
         headers: list[tuple[str, str | bytes | None]] | None = None,
         timeout: float = 300.0,
     ) -> None:
-        """:meth:`produce_all` of keyless ``(partition, value)`` records (the backfill's
-        bundles, each already placed by :func:`partition_for`)."""
+        """Produce keyless ``(partition, value)`` records (the backfill's bundles, each already
+        placed by :func:`partition_for`) and wait for every acknowledgement; raises
+        :class:`DeliveryError` otherwise."""
         producer = self.producer
         for partition, value in records:
             while True:

@@ -806,6 +806,22 @@ def test_a_demand_calendar_is_reloaded_with_the_settings(services: Services) -> 
 
 
 # -- the backfill's bundles ----------------------------------------------------------------------
+def produce_bundles(services: Services, topic: str, records: Records) -> int:
+    """The records as the backfill produces them: bundles of up to 9 (few, to get many)."""
+    bundles = bundle_records(
+        [key for key, _ in records], [value for _, value in records], partitions=PARTITIONS,
+        max_events=9,
+    )  # fmt: skip
+    producer = BulkProducer(services.bootstrap)
+    try:
+        producer.produce_to_partitions(
+            topic, bundles, headers=[(SOURCE_HEADER, SOURCE_BACKFILL)]
+        )
+    finally:
+        producer.close()
+    return len(bundles)
+
+
 def test_backfill_bundles_fold_as_the_same_records_one_by_one(services: Services) -> None:
     """A backfill produces bundles (records of one partition as one topic record): the shard
     ends in the stock, predictions and alerts of the same records produced one by one, and its
@@ -814,17 +830,8 @@ def test_backfill_bundles_fold_as_the_same_records_one_by_one(services: Services
     tenant_id = services.new_tenant_topic(settings)
     events = mixed_stream(tenant_id, seed=11, n=500, t0=time.time() - 10 * 24 * HOUR)
     records = records_for(events, tenant_id)
-    bundles = bundle_records(
-        [key for key, _ in records], [value for _, value in records], partitions=PARTITIONS,
-        max_events=9,
-    )  # fmt: skip
-    assert len(records) / 9 <= len(bundles) < len(records) / 4
-    producer = BulkProducer(services.bootstrap)
-    try:
-        headers = [(SOURCE_HEADER, SOURCE_BACKFILL)]
-        producer.produce_to_partitions(settings.topic_for(tenant_id), bundles, headers=headers)
-    finally:
-        producer.close()
+    bundles = produce_bundles(services, settings.topic_for(tenant_id), records)
+    assert len(records) / 9 <= bundles < len(records) / 4
 
     metrics = RecordingMetrics()
     proc = processor(services, settings, tenant_id, metrics=metrics)
@@ -857,15 +864,7 @@ def test_a_failure_in_the_middle_of_a_haul_of_bundles_resumes_from_its_last_chec
     tenant_id = services.new_tenant_topic(settings)
     events = mixed_stream(tenant_id, seed=12, n=600, t0=time.time() - 10 * 24 * HOUR)
     records = records_for(events, tenant_id)
-    bundles = bundle_records(
-        [key for key, _ in records], [value for _, value in records], partitions=PARTITIONS,
-        max_events=9,
-    )  # fmt: skip
-    producer = BulkProducer(services.bootstrap)
-    try:
-        producer.produce_to_partitions(settings.topic_for(tenant_id), bundles)
-    finally:
-        producer.close()
+    produce_bundles(services, settings.topic_for(tenant_id), records)
 
     proc = processor(services, settings, tenant_id)
     proc.restore()
