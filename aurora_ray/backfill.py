@@ -94,10 +94,9 @@ CHUNK_BYTES: Final = 4 * 1024 * 1024  # ~15 000 lines of a typical envelope
 # in 16 MiB, 28.2 s in 64 MiB, 28.5 s in 128 MiB (one process validating alone: 49.7 s).
 RAY_CHUNK_BYTES: Final = 64 * 1024 * 1024
 MAX_PRICE: Final = 99_999_999.99  # fact_order.price is NUMERIC(10,2)
-# The topic gets the history in bundles (one record holding up to 100 events of one partition,
-# see bundle_records): every record costs each reader (two shards, the warehouse sink) and the
-# producer ~1–2 µs however small, so 5 M single records cost the stack ~40 s of CPU more.
-BUNDLE_EVENTS: Final = BUNDLE_MAX_EVENTS
+# The topic gets the history in bundles (one record holding up to BUNDLE_MAX_EVENTS events of one
+# partition, see bundle_records): every record costs each reader (two shards, the warehouse sink)
+# and the producer ~1–2 µs however small, so 5 M single records cost the stack ~40 s of CPU more.
 BUNDLE_BYTES: Final = 256 * 1024  # a record may hold 512 KiB; the broker takes 1 MB
 Engine = Literal["ray-data", "local"]
 
@@ -524,7 +523,7 @@ def bundle_records(
     records: Sequence[bytes],
     *,
     partitions: int,
-    max_events: int = BUNDLE_EVENTS,
+    max_events: int = BUNDLE_MAX_EVENTS,
     max_bytes: int = BUNDLE_BYTES,
 ) -> list[tuple[int, bytes]]:
     """Topic records (in event-time order, with their keys) as ``(partition, bundle)``: each

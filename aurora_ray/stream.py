@@ -226,8 +226,7 @@ class ShardProcessor:
                 for partition, offset in done:
                     if partition >= 0 and offset >= 0:
                         self.progress.offsets[partition] = offset + 1
-                if end < len(values):
-                    self._maybe_checkpoint()
+                self._maybe_checkpoint()
                 batch, first = ShardBatch(), end
         return events
 

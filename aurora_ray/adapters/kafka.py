@@ -310,10 +310,7 @@ class BulkProducer:
                     break
                 except BufferError:
                     producer.poll(0.05)
-        self._wait(timeout)
-
-    def _wait(self, timeout: float) -> None:
-        remaining = self.producer.flush(timeout)
+        remaining = producer.flush(timeout)
         if self._errors:
             raise DeliveryError(f"{len(self._errors)} record(s) failed, first: {self._errors[0]}")
         if remaining:

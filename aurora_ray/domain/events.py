@@ -32,7 +32,6 @@ __all__ = [
     "ShardBatch",
     "ShardRecord",
     "StreamEvent",
-    "decode_shard_records",
     "check_ndjson",
     "decode_stream_events",
     "encode_bundle",
@@ -590,19 +589,14 @@ def decode_stream_events(values: list[bytes]) -> tuple[list[StreamEvent], list[i
     return events, bad
 
 
-def decode_shard_records(values: list[bytes]) -> tuple[list[ShardRecord], list[int]]:
-    """:func:`decode_stream_events` for the shard loop: the same records are accepted and
-    refused (the index of each refused one returned), but payloads are not parsed. (A bundle,
-    which :func:`decode_stream_events` refuses, is expanded here: see :func:`encode_bundle`.)"""
-    batch = ShardBatch()
-    batch.add(values, range(len(values)))
-    return batch.records, [origin for origin, _ in batch.refused]
-
-
 @dataclass
 class ShardBatch:
-    """Topic records decoded for the shard loop: the records (bundles expanded), the
-    partition (or any tag) each came with, and the refused ones as ``(tag, raw bytes)``."""
+    """Topic records decoded for the shard loop (and the warehouse sink): the records, the
+    partition (or any tag) each came with, and the refused ones as ``(tag, raw bytes)``.
+
+    :func:`decode_stream_events` accepts and refuses the same records, but here payloads are
+    not parsed. A bundle, which :func:`decode_stream_events` refuses, is expanded here (see
+    :func:`encode_bundle`)."""
 
     records: list[ShardRecord] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)

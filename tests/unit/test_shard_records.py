@@ -8,7 +8,7 @@ import pytest
 
 from aurora_ray.domain.events import (
     MAX_TS_MS,
-    decode_shard_records,
+    ShardBatch,
     decode_stream_events,
     encode_stream_event,
     parse_ndjson,
@@ -67,7 +67,9 @@ def test_same_records_accepted_and_refused() -> None:
         b'"payload":{"a":1,}}',  # invalid JSON inside the payload
     ]
     full, full_bad = decode_stream_events(values)
-    lite, lite_bad = decode_shard_records(values)
+    batch = ShardBatch()
+    batch.add(values, range(len(values)))
+    lite, lite_bad = batch.records, [index for index, _ in batch.refused]
     assert lite_bad == full_bad
     assert len(lite) == len(full) == 7
     for a, b in zip(full, lite, strict=True):
@@ -77,7 +79,7 @@ def test_same_records_accepted_and_refused() -> None:
 
 
 def test_a_bundle_is_its_records_in_order_and_a_bad_element_alone_is_refused() -> None:
-    from aurora_ray.domain.events import ShardBatch, encode_bundle
+    from aurora_ray.domain.events import encode_bundle
 
     good = [_record(event_id=f"e{i}", ts_ms=1_700_000_000_000 + i) for i in range(5)]
     bad_element = _record(event_id="late", ts_ms=MAX_TS_MS + 1)
