@@ -235,7 +235,12 @@ def _run(
             progress.counts(counts, progress=_PHASE_END["validating"] * min(share, 1.0))
 
         validate_source(
-            source, tenant_id=tenant_id, received_ms=received_ms, engine=engine, on_chunk=on_chunk
+            source,
+            tenant_id=tenant_id,
+            received_ms=received_ms,
+            engine=engine,
+            on_chunk=on_chunk,
+            max_skew_ms=round(settings.max_event_skew_s * 1000),
         )
     phase("validating")
     progress.counts(counts, progress=_PHASE_END["validating"], state="deduplicating")

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aurora_ray.client import AuroraClient
-from aurora_ray.demo_stream import DemoStream, demo_catalogue, to_ndjson
+from aurora_ray.demo_stream import DemoSku, DemoStream, demo_catalogue, to_ndjson
 from aurora_ray.settings import Settings
 from aurora_ray.stack import provision_tenant, running_stack
 
@@ -105,6 +105,16 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _demo_start(catalogue: list[DemoSku], total: int) -> datetime:
+    """Where the demo's event time starts: far enough back that ``total`` events never reach
+    past the server's clock (the API refuses event times more than the allowed skew ahead),
+    and at least five days back. The stream emits about 1.3 events per order of the
+    catalogue's order rate (restocks and cancellations besides the orders): 1.5 is the margin."""
+    orders_per_h = max(1.0, sum(s.order_rate_per_h for s in catalogue))
+    span = timedelta(hours=1.5 * total / orders_per_h + 6)
+    return datetime.now(UTC).replace(microsecond=0) - max(timedelta(days=5), span)
+
+
 def _stream(
     client: AuroraClient,
     tenant_id: str,
@@ -114,13 +124,10 @@ def _stream(
     n_skus: int,
     console: Console,
 ) -> int:
-    stream = DemoStream(
-        demo_catalogue(n_skus),
-        tenant_id,
-        start=datetime.now(UTC).replace(microsecond=0) - timedelta(days=5),
-    )
-    client.post_events(to_ndjson(stream.initial_events()))
+    catalogue = demo_catalogue(n_skus)
     total = int(rate * duration)
+    stream = DemoStream(catalogue, tenant_id, start=_demo_start(catalogue, total))
+    client.post_events(to_ndjson(stream.initial_events()))
     progress = Progress(
         TextColumn("[bold]streaming"),
         BarColumn(),

@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from aurora_ray.domain.events import ParsedBatch, encode_ndjson
+from aurora_ray.domain.events import DEFAULT_MAX_SKEW_MS, ParsedBatch, encode_ndjson
 
 __all__ = ["NDJSON_TYPES", "IngestError", "PreparedIngest", "decode_body", "prepare_ingest"]
 
@@ -109,11 +109,21 @@ def _too_large(max_bytes: int) -> dict[str, str]:
 
 
 def prepare_ingest(
-    body: bytes, *, tenant_id: str, received_ms: int, max_errors: int = 100
+    body: bytes,
+    *,
+    tenant_id: str,
+    received_ms: int,
+    max_errors: int = 100,
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
 ) -> PreparedIngest:
-    """Validate all lines; refuse the whole request on any bad or foreign line."""
+    """Validate all lines; refuse the whole request on any bad or foreign line. An event time
+    may lie at most ``max_skew_ms`` past ``received_ms`` (the server's clock)."""
     parsed = encode_ndjson(
-        body, tenant_id=tenant_id, received_ms=received_ms, max_errors=max_errors
+        body,
+        tenant_id=tenant_id,
+        received_ms=received_ms,
+        max_errors=max_errors,
+        latest_ms=received_ms + max_skew_ms,
     )
     if parsed.foreign_tenant_lines:
         lines = parsed.foreign_tenant_lines

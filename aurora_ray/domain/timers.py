@@ -9,6 +9,12 @@ Timers are driven per partition, in offset order, so they fire at the same point
 in a replay as live: the state and the alerts stay a function of the per-partition event
 sequences. A partition that receives no events does not advance, and its SKUs are not re-scored
 (as with an idle source in other stream processors).
+
+A gap of event time costs O(1) however long it is: when an event moves a partition's watermark
+across more than :data:`MAX_TICKS_PER_GAP` boundaries, the first ``MAX_TICKS_PER_GAP - 1`` of them
+fire and then the last one, the others are skipped (ADR-003). Nothing is lost that a shorter gap
+would have shown: with no event in between, the skipped boundaries only re-score the same stock
+with ever more decayed rates.
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ from aurora_ray.domain.state import (
     raise_alerts,
 )
 
-__all__ = ["fold_with_timers", "tick"]
+__all__ = ["MAX_TICKS_PER_GAP", "fold_with_timers", "tick", "timer_boundaries"]
+
+#: Most timer boundaries fired for one jump of a partition's watermark (a week of daily timers).
+MAX_TICKS_PER_GAP = 8
 
 I64 = NDArray[np.int64]
 
@@ -113,6 +122,18 @@ def tick(
     )
 
 
+def timer_boundaries(previous_s: float, now_s: float, period_s: float) -> list[int]:
+    """The multiples of ``period_s`` that fire when a watermark moves from ``previous_s`` to
+    ``now_s``: each one crossed, but at most :data:`MAX_TICKS_PER_GAP` (the first ones and the
+    last), so that a jump of any length costs O(1)."""
+    first, last = math.floor(previous_s / period_s) + 1, math.floor(now_s / period_s)
+    if first > last:
+        return []
+    if last - first + 1 <= MAX_TICKS_PER_GAP:
+        return list(range(first, last + 1))
+    return [*range(first, first + MAX_TICKS_PER_GAP - 1), last]
+
+
 def fold_with_timers(
     state: SkuState,
     events: Sequence[ScoredEvent],
@@ -147,12 +168,12 @@ def fold_with_timers(
         marks[partition] = ts
         if period <= 0:
             continue
-        first, last = math.floor(previous / period) + 1, math.floor(ts / period)
-        if first > last:
+        boundaries = timer_boundaries(previous, ts, period)
+        if not boundaries:
             continue
         flush(i)
         owned_rows = np.flatnonzero(state.col("partition") == partition)
-        for k in range(first, last + 1):
+        for k in boundaries:
             outputs.append(tick(state, k * period, params, owned_rows, model))
     flush(len(events))
     return outputs

@@ -26,6 +26,8 @@ from aurora_ray.testing import ndjson, order, stock_received
 
 pytestmark = pytest.mark.unit
 
+NOW_MS = 1_893_456_000_000  # 2030-01-01: the jobs' clock, after every event of these tests
+
 TENANT = "11111111-2222-3333-4444-555555555555"
 OTHER = "99999999-2222-3333-4444-555555555555"
 T0 = 1_750_000_000.0
@@ -64,9 +66,11 @@ def _lines_with_errors(n: int) -> tuple[list[bytes], dict[int, str]]:
 def test_rejects_name_the_real_line_and_field_across_chunks() -> None:
     lines, fields = _lines_with_errors(60)
     body = b"\n".join(lines) + b"\n"
-    first = validate_chunk(b"\n".join(lines[:20]), first_line=1, tenant_id=TENANT, received_ms=5)
+    first = validate_chunk(
+        b"\n".join(lines[:20]), first_line=1, tenant_id=TENANT, received_ms=NOW_MS + 5
+    )
     second = validate_chunk(
-        b"\n".join(lines[20:]), first_line=21, tenant_id=TENANT, received_ms=5
+        b"\n".join(lines[20:]), first_line=21, tenant_id=TENANT, received_ms=NOW_MS + 5
     )
     table = pa.concat_tables([first, second])
     bad = table.filter(pa.compute.invert(table.column("ok")))
@@ -102,7 +106,7 @@ def test_file_chunks_keep_line_numbers_plain_and_gzip(tmp_path: Path, compress: 
     path.write_bytes(gzip.compress(body) if compress else body)
     chunks = list(iter_chunks(str(path), chunk_bytes=64 * 1024))
     assert len(chunks) > 3
-    tables = validate_source(str(path), tenant_id=TENANT, received_ms=5, engine="local",
+    tables = validate_source(str(path), tenant_id=TENANT, received_ms=NOW_MS + 5, engine="local",
                              chunk_bytes=64 * 1024)  # fmt: skip
     table = pa.concat_tables(tables)
     assert len(table) == len([line for line in lines if line.strip()])
@@ -120,7 +124,9 @@ def test_file_chunks_keep_line_numbers_plain_and_gzip(tmp_path: Path, compress: 
                 "length": [len(c.data) for c in chunks],
             }
         )
-        by_range = _validate_batch(ranges, tenant_id=TENANT, received_ms=5, source=str(path))
+        by_range = _validate_batch(
+            ranges, tenant_id=TENANT, received_ms=NOW_MS + 5, source=str(path)
+        )
         assert by_range.equals(table)
 
 
@@ -131,7 +137,7 @@ def test_parquet_rows_are_lines(tmp_path: Path) -> None:
     path = tmp_path / "events.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     table = pa.concat_tables(
-        validate_source(str(path), tenant_id=TENANT, received_ms=5, engine="local")
+        validate_source(str(path), tenant_id=TENANT, received_ms=NOW_MS + 5, engine="local")
     )
     assert table.column("ok").to_pylist() == [True, True, False, True, True]
     assert json.loads(table.column("reason")[2].as_py())[0]["field"] == "payload.qty"
@@ -140,19 +146,19 @@ def test_parquet_rows_are_lines(tmp_path: Path) -> None:
 def test_records_are_the_topic_encoding_and_missing_ids_are_stable() -> None:
     event = stock_received(TENANT, "SKU-1", "DE-HAM", 4, at=T0)
     body = ndjson([event, event])
-    once = validate_chunk(body, first_line=1, tenant_id=TENANT, received_ms=42)
-    again = validate_chunk(body, first_line=1, tenant_id=TENANT, received_ms=43)
+    once = validate_chunk(body, first_line=1, tenant_id=TENANT, received_ms=NOW_MS + 42)
+    again = validate_chunk(body, first_line=1, tenant_id=TENANT, received_ms=NOW_MS + 43)
     ids = once.column("event_id").to_pylist()
     assert ids == again.column("event_id").to_pylist() and ids[0] == ids[1]
     decoded, bad = decode_stream_events(once.column("record").to_pylist())
-    assert not bad and decoded[0].qty == 4 and decoded[0].received_ms == 42
+    assert not bad and decoded[0].qty == 4 and decoded[0].received_ms == NOW_MS + 42
     assert once.column("key").to_pylist() == ["SKU-1@DE-HAM"] * 2
 
 
 def test_dedup_in_file_first_line_wins_and_known_ids_drop() -> None:
     events = _events(10)
     events[7]["event_id"] = "e-2"  # a repeat of line 3
-    table = validate_chunk(ndjson(events), first_line=1, tenant_id=TENANT, received_ms=1)
+    table = validate_chunk(ndjson(events), first_line=1, tenant_id=TENANT, received_ms=NOW_MS + 1)
     plan = deduplicate(table.drop_columns(["ok", "reason"]), {"e-5", "e-9", "unrelated"})
     kept = plan.events.column("event_id").to_pylist()
     assert plan.duplicates_in_file == 1 and plan.duplicates_applied == 2
@@ -164,14 +170,16 @@ def test_event_time_order_is_stable_within_a_millisecond() -> None:
     events = _events(6)
     for i, at in enumerate([5, 1, 3, 1, 0, 3]):
         events[i]["occurred_at"] = order(TENANT, "S", "W", 1, at=T0 + at)["occurred_at"]
-    table = validate_chunk(ndjson(events), first_line=1, tenant_id=TENANT, received_ms=1)
+    table = validate_chunk(ndjson(events), first_line=1, tenant_id=TENANT, received_ms=NOW_MS + 1)
     ordered = event_time_order(table)
     assert ordered.column("event_id").to_pylist() == ["e-4", "e-1", "e-3", "e-2", "e-5", "e-0"]
 
 
 def test_fact_order_rows_only_orders() -> None:
     events = [*_events(3), stock_received(TENANT, "SKU-1", "DE-HAM", 4, at=T0)]
-    table = validate_chunk(ndjson(events), first_line=1, tenant_id=TENANT, received_ms=1_000)
+    table = validate_chunk(
+        ndjson(events), first_line=1, tenant_id=TENANT, received_ms=NOW_MS + 1_000
+    )
     rows = fact_order_rows(table, ingested_at_ms=2_000)
     assert len(rows) == 3
     assert rows.column("order_id").to_pylist() == ["o-0", "o-1", "o-2"]

@@ -96,7 +96,7 @@ def test_the_fold_scores_a_closed_weekend_as_no_demand() -> None:
         parsed = parse_ndjson(
             "\n".join(json.dumps(e) for e in events).encode(),
             tenant_id=tenant,
-            received_ms=0,
+            received_ms=1_893_456_000_000,
         )
         assert not parsed.errors
         params = ScoringParams(week_profile=profile)

@@ -252,7 +252,7 @@ def test_on_hand_is_the_truth_and_never_negative(demo: Demo) -> None:
 def test_every_line_passes_ingest_validation(demo: Demo) -> None:
     body = to_ndjson(demo.initial + demo.events)
     assert body.endswith(b"\n") and body.count(b"\n") == len(demo.initial) + DEMO_EVENTS
-    batch = parse_ndjson(body, tenant_id=TENANT, received_ms=1_748_728_800_000)
+    batch = parse_ndjson(body, tenant_id=TENANT, received_ms=1_893_456_000_000)
     assert batch.errors == [] and batch.error_lines == 0
     assert batch.foreign_tenant_lines == [] and batch.unknown_types == 0
     assert batch.deprecated_fields == set()
