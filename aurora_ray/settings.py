@@ -42,6 +42,10 @@ class Settings(BaseSettings):
 
     # Warehouse (aurora_ray/warehouse): sink flush period, delay alert, retention in days.
     warehouse_flush_s: float = Field(5.0, gt=0)
+    # fact_prediction: a SKU's first score in each step of this much event time (ADR-011); while
+    # the warehouse fails, a shard keeps at most this many rows for it (the oldest dropped).
+    prediction_row_hours: float = Field(1.0, gt=0, le=24 * 7)
+    prediction_buffer_max_rows: int = Field(1_000_000, ge=0)
     warehouse_max_delay_s: float = Field(1800.0, gt=0)
     retention_raw_days: int = Field(90, ge=1)
     retention_modelled_days: int = Field(730, ge=1)

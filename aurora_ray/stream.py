@@ -8,14 +8,23 @@ tested against a real broker and Redis directly. Order of effects per batch:
    the last haul's events a record (rising at most twofold a step). A haul is folded in
    micro-batches of at most ``batch_max_events`` events (plus one bundle's worth), each ending on
    a record, so that its offsets, and a due checkpoint, follow each micro-batch;
-2. decode (undecodable records are counted and kept in a dead-letter list, never a crash);
+2. decode (records that do not decode or break the API's bounds are dead-lettered with their
+   reason and counted, never a crash), and drop the events whose ``event_id`` the partition has
+   applied lately (:mod:`aurora_ray.domain.idempotency`: a client's retry is folded once);
 3. ``apply_batch`` on the columnar state, then build predictions and alerts;
 4. write predictions, alerts and dedup marks in one Redis transaction;
-5. every ``checkpoint_interval_s`` or ``checkpoint_events``: state + next offsets in one write,
-   then commit the offsets to Kafka.
+5. every ``checkpoint_interval_s`` or ``checkpoint_events``: state + next offsets + the event ids
+   applied since the last one in one transaction, then commit the offsets to Kafka.
 
 After a crash, :meth:`restore` loads the snapshot and the offsets saved with it and the records
 after them are replayed; the dedup marks written with the alerts stop replayed alerts.
+
+A record that makes the fold itself fail (one no check foresaw) must not stop the partition: the
+shard falls back to its checkpoint as after any failure, notes the failing micro-batch's offsets,
+and when the replay reaches them folds that stretch in isolation (halves, each on a copy of the
+state, down to the single record that fails), dead-letters that record with its reason and folds
+the rest. A failure to write to Redis is not a record's fault: the shard retries from its
+checkpoint until Redis is back.
 """
 
 from __future__ import annotations
@@ -27,14 +36,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from aurora_ray.adapters.kafka import make_consumer
-from aurora_ray.adapters.redis_store import Checkpoint, RedisStore
-from aurora_ray.domain.alerts import build_outputs
-from aurora_ray.domain.events import BUNDLE_MAX_EVENTS, ShardBatch
-from aurora_ray.domain.state import TYPE_CODES, ScoringParams, SkuState
+from aurora_ray.adapters.redis_store import Checkpoint, RedisStore, dead_letter_entry
+from aurora_ray.domain.alerts import AlertRecord, build_outputs
+from aurora_ray.domain.events import BUNDLE_MAX_EVENTS, ShardBatch, ShardRecord
+from aurora_ray.domain.idempotency import IdWindow
+from aurora_ray.domain.state import TYPE_CODES, BatchOutput, ScoringParams, SkuState
 from aurora_ray.domain.timers import fold_with_timers
 from aurora_ray.models.registry import ModelRegistry
 from aurora_ray.models.scorer import AnalyticScorer, Scorer, load_scorer
@@ -67,6 +78,20 @@ def partitions_for(shard: int, shards: int, partitions: int) -> list[int]:
     return [p for p in range(partitions) if p % shards == shard]
 
 
+class FoldError(Exception):
+    """The fold (a pure computation) failed on a micro-batch: a record's fault, not a store's."""
+
+
+@dataclass
+class _Computed:
+    """A micro-batch's outputs before they are written."""
+
+    outputs: list[BatchOutput] = field(default_factory=list)
+    predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: list[AlertRecord] = field(default_factory=list)
+    poisoned: list[tuple[ShardRecord, int, str]] = field(default_factory=list)
+
+
 @dataclass
 class _Progress:
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
@@ -74,6 +99,7 @@ class _Progress:
     alerts: int = 0
     unknown: int = 0
     dead_letters: int = 0
+    duplicates: int = 0
     since_checkpoint: int = 0
     last_checkpoint: float = 0.0
     lag: int = 0
@@ -122,8 +148,17 @@ class ShardProcessor:
         self._wanted = settings.batch_max_events  # records to ask for (bundles hold many events)
         # fact_prediction rows, written at each checkpoint (aurora_ray/warehouse/predictions.py).
         self.predictions = PredictionBuffer(
-            Warehouse.from_settings(settings), tenant_id, shard=shard
+            Warehouse.from_settings(settings),
+            tenant_id,
+            shard=shard,
+            step_s=settings.prediction_row_hours * 3600.0,
         )
+        self.warehouse_error: str | None = None
+        self.prediction_rows_dropped = 0
+        # The event ids each partition applied lately (idempotent folds), and the offsets up to
+        # which a failed micro-batch is folded in isolation (see the module docstring).
+        self.seen = self._new_window()
+        self._isolate: dict[int, int] = {}
         # The tenant's active model, swapped between micro-batches (see _refresh_model).
         self.registry = ModelRegistry(store, baseline_version=settings.model_version)
         self.scorer: Scorer = AnalyticScorer(settings.model_version)
@@ -139,6 +174,10 @@ class ShardProcessor:
             self.progress.offsets = dict(checkpoint.offsets)
             self.progress.events = checkpoint.events
             self.progress.last_checkpoint = checkpoint.at
+        self.seen = self._new_window()
+        if self.seen.enabled:
+            for partition, data in self.store.seen_ids(self.tenant_id, self.partitions).items():
+                self.seen.load(partition, data)
         marks = self.store.dedup_marks(self.tenant_id, self.shard)
         if marks:
             keys = list(marks)
@@ -161,6 +200,12 @@ class ShardProcessor:
             self.shard,
             len(self.state),
             self.progress.offsets,
+        )
+
+    def _new_window(self) -> IdWindow:
+        return IdWindow(
+            max_ids=self.settings.idempotency_window_events,
+            max_age_ms=round(self.settings.idempotency_window_hours * 3_600_000),
         )
 
     def close(self) -> None:
@@ -215,19 +260,30 @@ class ShardProcessor:
         time, so a run of bundles never sits decoded whole); after each, the offsets move past
         its records and a due checkpoint is taken. Returns the events."""
         limit = self.settings.batch_max_events
-        batch, events, first, end = ShardBatch(), 0, 0, 0
+        skew = round(self.settings.max_event_skew_s * 1000)
+        batch, events, first, end = ShardBatch(max_skew_ms=skew), 0, 0, 0
         while end < len(values):
             take = max(1, (limit - len(batch)) // BUNDLE_MAX_EVENTS)
             batch.add(values[end : end + take], partitions[end : end + take])
             end += take
             if len(batch) >= limit or end >= len(values):
-                events += self._process(batch)
-                done = zip(partitions[first:end], offsets[first:end], strict=True)
-                for partition, offset in done:
+                span = list(zip(partitions[first:end], offsets[first:end], strict=True))
+                isolate = any(o <= self._isolate.get(p, -1) for p, o in span)
+                try:
+                    events += self._process(batch, isolate=isolate)
+                except FoldError:
+                    for partition, offset in span:  # fold this stretch apart after the replay
+                        self._isolate[partition] = max(self._isolate.get(partition, -1), offset)
+                    raise
+                for partition, offset in span:
                     if partition >= 0 and offset >= 0:
                         self.progress.offsets[partition] = offset + 1
+                if self._isolate and all(
+                    self.progress.offsets.get(p, 0) > o for p, o in self._isolate.items()
+                ):
+                    self._isolate = {}
                 self._maybe_checkpoint()
-                batch, first = ShardBatch(), end
+                batch, first = ShardBatch(max_skew_ms=skew), end
         return events
 
     def _reset_to_checkpoint(self) -> None:
@@ -248,17 +304,70 @@ class ShardProcessor:
             self.state = SkuState()
             self.progress = _Progress()
 
-    def _process(self, batch: ShardBatch) -> int:
-        """Fold one micro-batch and write its outputs; returns its events (refused included)."""
-        events, partitions = batch.records, batch.partitions
-        if batch.refused:
-            self.store.dead_letter(self.tenant_id, [raw for _, raw in batch.refused])
-            self.progress.dead_letters += len(batch.refused)
-        count = len(events) + len(batch.refused)
+    def _process(self, batch: ShardBatch, *, isolate: bool = False) -> int:
+        """Fold one micro-batch and write its outputs; returns its records (refused ones and
+        repeats included). ``isolate``: fold record by record where the whole fails."""
+        records, partitions = batch.records, batch.partitions
+        count = len(records) + len(batch.refused)
+        dead = [
+            dead_letter_entry(reason, raw, partition=partition)
+            for (partition, raw), reason in zip(batch.refused, batch.reasons, strict=True)
+        ]
+        keep = self.seen.admit(
+            [r.event_id for r in records], partitions, [r.received_ms for r in records]
+        )
+        duplicates = len(records) - int(keep.sum())
+        if duplicates:
+            chosen = np.flatnonzero(keep).tolist()
+            records = [records[i] for i in chosen]
+            partitions = [partitions[i] for i in chosen]
         self._refresh_thresholds()
         self._refresh_model()
-        outputs = fold_with_timers(self.state, events, partitions, self.params, self.scorer.model)
         now = self.clock()
+        if isolate:
+            computed = self._compute_isolated(records, partitions, now)
+        else:
+            try:
+                computed = self._compute(records, partitions, now)
+            except Exception as exc:
+                raise FoldError(f"the fold failed on {len(records)} records: {exc!r}") from exc
+        for record, partition, reason in computed.poisoned:
+            log.error("shard %s/%d dead-letters %s: %s", self.tenant_id, self.shard, record, reason)
+            dead.append(dead_letter_entry(reason, msgspec.json.encode(record), partition=partition))
+        if dead:
+            self.store.dead_letter(self.tenant_id, dead)
+        self.predictions.append(self.state, computed.outputs, model_version=self.scorer.version)
+        unknown = sum(1 for e in records if e.event_type not in TYPE_CODES)
+        alerts = computed.alerts
+        self.store.write_outputs(
+            self.tenant_id,
+            shard=self.shard,
+            predictions=computed.predictions,
+            alerts=alerts,
+            counters={
+                "events_processed": count,
+                "events_unknown_type": unknown,
+                "events_duplicate": duplicates,
+                "alerts_generated": len(alerts),
+                "dead_letters": len(dead),
+            },
+        )
+        self.progress.events += count
+        self.progress.since_checkpoint += count
+        self.progress.alerts += len(alerts)
+        self.progress.unknown += unknown
+        self.progress.dead_letters += len(dead)
+        self.progress.duplicates += duplicates
+        sample = records[:: max(1, len(records) // 100)]
+        latencies = [now * 1000.0 - e.received_ms for e in sample]
+        self.metrics.record_batch(
+            events=count, alerts=len(alerts), latencies_ms=latencies, lag=self.lag()
+        )
+        return count
+
+    def _compute(self, records: list[ShardRecord], partitions: list[int], now: float) -> _Computed:
+        """The pure part of a micro-batch: fold, predictions and alerts (nothing written)."""
+        outputs = fold_with_timers(self.state, records, partitions, self.params, self.scorer.model)
         predictions, alerts = build_outputs(
             self.state,
             outputs,
@@ -266,30 +375,34 @@ class ShardProcessor:
             model_version=self.scorer.version,
             now_s=now,
         )
-        self.predictions.append(self.state, outputs, model_version=self.scorer.version)
-        unknown = sum(1 for e in events if e.event_type not in TYPE_CODES)
-        self.store.write_outputs(
-            self.tenant_id,
-            shard=self.shard,
-            predictions=predictions,
-            alerts=alerts,
-            counters={
-                "events_processed": count,
-                "events_unknown_type": unknown,
-                "alerts_generated": len(alerts),
-                "dead_letters": len(batch.refused),
-            },
+        return _Computed(outputs, predictions, alerts)
+
+    def _compute_isolated(
+        self, records: list[ShardRecord], partitions: list[int], now: float
+    ) -> _Computed:
+        """:meth:`_compute`, halving the batch on a copy of the state wherever it fails, down to
+        the single records that fail, which are returned as poisoned with their reason. The
+        rest is folded in order, so the state is the fold of every other record."""
+        if not records:
+            return _Computed()
+        undo = self.state.copy()
+        try:
+            return self._compute(records, partitions, now)
+        except Exception as exc:
+            self.state = undo
+            if len(records) == 1:
+                return _Computed(
+                    poisoned=[(records[0], partitions[0], f"the fold failed: {exc!r}")]
+                )
+        half = len(records) // 2
+        first = self._compute_isolated(records[:half], partitions[:half], now)
+        second = self._compute_isolated(records[half:], partitions[half:], now)
+        return _Computed(
+            first.outputs + second.outputs,
+            {**first.predictions, **second.predictions},
+            first.alerts + second.alerts,
+            first.poisoned + second.poisoned,
         )
-        self.progress.events += count
-        self.progress.since_checkpoint += count
-        self.progress.alerts += len(alerts)
-        self.progress.unknown += unknown
-        sample = events[:: max(1, len(events) // 100)]
-        latencies = [now * 1000.0 - e.received_ms for e in sample]
-        self.metrics.record_batch(
-            events=count, alerts=len(alerts), latencies_ms=latencies, lag=self.lag()
-        )
-        return count
 
     def _maybe_checkpoint(self) -> None:
         due_time = (
@@ -300,14 +413,18 @@ class ShardProcessor:
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """State and next offsets together, then the offsets to Kafka (for lag tooling)."""
+        """State, next offsets and the event ids applied since the last checkpoint together,
+        then the offsets to Kafka (for lag tooling)."""
         now = self.clock()
         offsets = dict(self.progress.offsets)
-        self.predictions.flush(offsets)  # before the checkpoint: a replay rewrites the same files
+        self._flush_predictions(offsets)  # before the checkpoint: a replay rewrites the same files
+        appends, rewrites = self.seen.unsaved()
         self.store.save_checkpoint(
             self.tenant_id,
             self.shard,
             Checkpoint(self.state.to_bytes(), offsets, now, self.progress.events),
+            seen_appends=appends,
+            seen_rewrites=rewrites,
         )
         self.progress.since_checkpoint = 0
         self.progress.last_checkpoint = now
@@ -317,6 +434,32 @@ class ShardProcessor:
                 self._consumer.commit(offsets=commits, asynchronous=True)
             except Exception:  # the checkpoint in Redis is the source of truth
                 log.exception("offset commit failed for %s", self.topic)
+
+    def _flush_predictions(self, offsets: dict[int, int]) -> None:
+        """fact_prediction rows to the warehouse. A warehouse that fails does not stop the
+        stream: the rows wait for the next checkpoint (at most ``prediction_buffer_max_rows``,
+        the oldest dropped and counted beyond), the error shows in health and the log."""
+        try:
+            self.predictions.flush(offsets)
+        except Exception as exc:
+            if self.warehouse_error is None:
+                log.exception(
+                    "shard %s/%d cannot write fact_prediction", self.tenant_id, self.shard
+                )
+            self.warehouse_error = f"{type(exc).__name__}: {exc}"[:300]
+            dropped = self.predictions.drop_oldest(self.settings.prediction_buffer_max_rows)
+            if dropped:
+                self.prediction_rows_dropped += dropped
+                log.error(
+                    "shard %s/%d dropped %d fact_prediction rows (the warehouse fails)",
+                    self.tenant_id,
+                    self.shard,
+                    dropped,
+                )
+            return
+        if self.warehouse_error is not None:
+            log.info("shard %s/%d writes fact_prediction again", self.tenant_id, self.shard)
+        self.warehouse_error = None
 
     # -- side inputs and health ----------------------------------------------------------------
     def _refresh_thresholds(self, *, force: bool = False) -> None:
@@ -390,6 +533,11 @@ class ShardProcessor:
             "alerts": self.progress.alerts,
             "unknown_events": self.progress.unknown,
             "dead_letters": self.progress.dead_letters,
+            "duplicates": self.progress.duplicates,
+            "event_ids_remembered": self.seen.size(),
+            "warehouse_error": self.warehouse_error,
+            "prediction_rows_buffered": len(self.predictions),
+            "prediction_rows_dropped": self.prediction_rows_dropped,
             "model_version": self.scorer.version,
             "model_error": self.model_error,
             "lag": self.lag(),

@@ -12,11 +12,15 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:t:{t}:alerts``            zset, member = alert JSON, score = created_at (ms)
 ``aurora:t:{t}:alerts:sku:{sku}``  zset, the same members for one SKU
 ``aurora:t:{t}:dedup:{shard}``     hash sku@warehouse -> event time (s) of the last alert
-``aurora:t:{t}:deadletter``        list of topic records that could not be decoded
+``aurora:t:{t}:deadletter``        list of JSON entries, newest first: a topic record that could
+                                   not be decoded or folded, with its reason
 ``aurora:t:{t}:pred:{sku}``        hash warehouse -> latest prediction JSON
 ``aurora:t:{t}:skus``              zset (all scores 0, so ordered by name) of SKUs with
                                    predictions
 ``aurora:t:{t}:ckpt:{shard}``      hash: state (bytes), offsets (JSON), at, events
+``aurora:t:{t}:seen:{partition}``  string: the partition's applied event ids (16-byte entries,
+                                   ``aurora_ray.domain.idempotency``), written with checkpoints
+``aurora:t:{t}:idem:{key hash}``   hash: an ``Idempotency-Key``'s request fingerprint and answer
 ``aurora:t:{t}:shard:{shard}``     hash: shard health (heartbeat, lag, last checkpoint)
 ``aurora:t:{t}:counters``          hash of event counters
 =================================  ==========================================================
@@ -42,7 +46,7 @@ from aurora_ray.adapters.resp import RespClient
 from aurora_ray.adapters.resp import supports as resp_supports
 from aurora_ray.domain.alerts import AlertRecord
 
-__all__ = ["AlertPage", "Checkpoint", "RedisStore"]
+__all__ = ["AlertPage", "Checkpoint", "RedisStore", "dead_letter_entry"]
 
 _ALERT_FETCH_CHUNK = 500
 _ALERT_SCAN_LIMIT = 20_000  # bound on members scanned for one filtered page
@@ -112,6 +116,12 @@ class Checkpoint:
 class AlertPage:
     alerts: list[dict[str, Any]]
     next_cursor: str | None
+
+
+def dead_letter_entry(reason: str, record: bytes, **where: Any) -> bytes:
+    """A dead-letter entry: why, where from (partition, offset…) and the record as text."""
+    entry = {"reason": reason, **where, "record": record.decode("utf-8", "replace")}
+    return _encode_json(entry)
 
 
 def alert_member(alert: Mapping[str, Any]) -> str:
@@ -380,7 +390,8 @@ class RedisStore:
         return {k.decode(): float(v) for k, v in raw.items()}
 
     def dead_letter(self, tenant_id: str, records: list[bytes], keep: int = 10_000) -> None:
-        """Keep undecodable topic records for inspection (newest ``keep``)."""
+        """Keep refused records for inspection (newest ``keep``); each entry is JSON with its
+        ``reason`` (see :func:`dead_letter_entry`)."""
         key = _k(tenant_id, "deadletter")
         pipe = self.client.pipeline(transaction=False)
         pipe.lpush(key, *records)
@@ -465,8 +476,19 @@ class RedisStore:
         return out, next_after
 
     # -- checkpoints and health ----------------------------------------------------------------
-    def save_checkpoint(self, tenant_id: str, shard: int, checkpoint: Checkpoint) -> None:
-        self.client.hset(
+    def save_checkpoint(
+        self,
+        tenant_id: str,
+        shard: int,
+        checkpoint: Checkpoint,
+        *,
+        seen_appends: Mapping[int, bytes] | None = None,
+        seen_rewrites: Mapping[int, bytes] | None = None,
+    ) -> None:
+        """The state, its offsets and the applied event ids in one transaction (the ids are
+        appended to each partition's log, or the log replaced when it is rewritten)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(
             _k(tenant_id, "ckpt", str(shard)),
             mapping={
                 "state": checkpoint.state,
@@ -475,6 +497,19 @@ class RedisStore:
                 "events": str(checkpoint.events),
             },
         )
+        for partition, data in (seen_appends or {}).items():
+            pipe.append(_k(tenant_id, "seen", str(partition)), data)
+        for partition, data in (seen_rewrites or {}).items():
+            pipe.set(_k(tenant_id, "seen", str(partition)), data)
+        pipe.execute()
+
+    def seen_ids(self, tenant_id: str, partitions: Iterable[int]) -> dict[int, bytes]:
+        """The stored event-id logs of these partitions (empty bytes where none)."""
+        parts = list(partitions)
+        pipe = self.client.pipeline(transaction=False)
+        for partition in parts:
+            pipe.get(_k(tenant_id, "seen", str(partition)))
+        return {p: raw or b"" for p, raw in zip(parts, pipe.execute(), strict=True)}
 
     def load_checkpoint(self, tenant_id: str, shard: int) -> Checkpoint | None:
         raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "ckpt", str(shard))))

@@ -97,6 +97,8 @@ _COLUMNS: Final[dict[str, tuple[type, float]]] = {
     "inbound_eta": (np.float64, np.nan),  # earliest expected time of the open orders
     "inbound_eta_last": (np.float64, np.nan),  # latest expected time of the open orders
     "partition": (np.int64, -1),  # topic partition the SKU's events come from (for timers)
+    # Step of event time (prediction_row_hours) of the SKU's last fact_prediction row (-1: none).
+    "pred_step": (np.int64, -1),
 }
 
 
@@ -160,6 +162,16 @@ class SkuState:
             if value is None:
                 value = overrides.get(key.rsplit("@", 1)[0])
             column[row] = np.nan if value is None else value
+
+    def copy(self) -> SkuState:
+        """A deep copy (the shard's undo point while it isolates a record the fold refuses)."""
+        other = SkuState(capacity=1)
+        other.keys = list(self.keys)
+        other.index = dict(self.index)
+        other.overrides = dict(self.overrides)
+        other.watermarks = dict(self.watermarks)
+        other.cols = {name: column.copy() for name, column in self.cols.items()}
+        return other
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -302,6 +314,8 @@ class BatchOutput:
     # The probability shown for every event (a learned model's, or the analytic one); the
     # analytic score stays in ``event_probability``, the model's first feature.
     event_score: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    # The predicted stock-out time as of every event (NaN: none expected, or stock unknown).
+    event_predicted_oos_s: F64 = field(default_factory=lambda: np.empty(0, np.float64))
 
 
 # A learned scorer: the fold's per-event picture (``event_*`` of a BatchOutput, whose
@@ -502,6 +516,7 @@ def apply_batch(
         event_rate_per_h=rate * 3600.0,
         event_second_moment_per_h=sums["s_qty2"] / duration * 3600.0,
         event_score=probability,
+        event_predicted_oos_s=predicted,
     )
 
 

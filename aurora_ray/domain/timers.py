@@ -119,6 +119,7 @@ def tick(
         event_rate_per_h=rate * 3600.0,
         event_second_moment_per_h=second_moment * 3600.0,
         event_score=probability,
+        event_predicted_oos_s=scores.predicted_oos_s,
     )
 
 

@@ -518,8 +518,11 @@ def test_undecodable_records_are_dead_lettered_not_fatal(services: Services) -> 
     assert proc.progress.dead_letters == len(garbage)
     assert proc.health()["dead_letters"] == len(garbage)
     store = proc.store
-    kept = store.client.lrange(f"aurora:t:{tenant_id}:deadletter", 0, -1)
-    assert sorted(kept) == sorted(value for _, value in garbage)
+    kept = [json.loads(e) for e in store.client.lrange(f"aurora:t:{tenant_id}:deadletter", 0, -1)]
+    assert sorted(e["record"].encode("utf-8", "replace") for e in kept) == sorted(
+        value.decode("utf-8", "replace").encode() for _, value in garbage
+    )
+    assert all(e["reason"] and e["partition"] in ALL for e in kept)
     counters = store.counters(tenant_id)
     assert counters["dead_letters"] == len(garbage)
     assert counters["events_processed"] == len(records)
@@ -871,12 +874,12 @@ def test_a_failure_in_the_middle_of_a_haul_of_bundles_resumes_from_its_last_chec
     real = proc._process  # noqa: SLF001
     slices = 0
 
-    def fourth_fails(batch: Any) -> int:
+    def fourth_fails(batch: Any, **kwargs: Any) -> int:
         nonlocal slices
         slices += 1
         if slices == 4:
             raise RuntimeError("the fourth micro-batch's write failed")
-        return real(batch)
+        return real(batch, **kwargs)
 
     proc._process = fourth_fails  # type: ignore[method-assign]  # noqa: SLF001
     with pytest.raises(RuntimeError):

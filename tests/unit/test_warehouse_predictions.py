@@ -50,26 +50,38 @@ def _batch(start: int) -> list[StreamEvent]:
     return events
 
 
-def test_one_row_per_scored_sku_with_its_last_score_and_features(tmp_path: Path) -> None:
+def test_a_row_per_sku_and_hour_with_the_first_score_of_the_hour(tmp_path: Path) -> None:
     state = SkuState()
     events = _batch(0)
     outputs = fold_with_timers(state, events, [0] * len(events), PARAMS)
     buffer = PredictionBuffer(Warehouse(str(tmp_path)), TENANT, shard=0)
     buffer.reset({0: 0})
-    assert buffer.append(state, outputs, model_version="analytic-nb-1") == 2  # C: no stock
+    # A and B: their snapshots open hour 0; B's order at 3600 s and A's at 4200 s hour 1. C: no
+    # stock known, no row.
+    assert buffer.append(state, outputs, model_version="analytic-nb-1") == 4
     table = buffer.table()
-    assert sorted(table.column("sku_id").to_pylist()) == ["A", "B"]
-    row = table.to_pylist()[table.column("sku_id").to_pylist().index("B")]
-    assert row["on_hand"] == 0.0  # 5 units, five orders
-    assert row["predicted_at"].timestamp() == pytest.approx(T0 + 6000)
+    got = sorted(
+        zip(table.column("sku_id").to_pylist(), table.column("predicted_at").to_pylist(),
+            strict=True)
+    )  # fmt: skip
+    assert [(sku, at.timestamp() - T0) for sku, at in got] == [
+        ("A", 0.0), ("A", 4200.0), ("B", 0.0), ("B", 3600.0),
+    ]  # fmt: skip
+    [row] = [
+        r for r in table.to_pylist() if r["sku_id"] == "A" and r["predicted_at"].timestamp() > T0
+    ]
+    assert row["on_hand"] == 36.0  # 40 units, four orders by 4200 s
     vector = np.frombuffer(row["feature_vector"], dtype="<f4")
     assert len(vector) == len(FEATURE_NAMES)
     [output] = outputs
-    b_row = state.rows_for(["B@W1"])[0]
-    last_b = np.flatnonzero(output.event_rows == b_row)[-1]
-    expected = event_features(output)[last_b].astype("<f4")
+    a_row = state.rows_for(["A@W1"])[0]
+    at_4200 = np.flatnonzero((output.event_rows == a_row) & (output.event_as_of_s == T0 + 4200))
+    expected = event_features(output)[at_4200[0]].astype("<f4")
     np.testing.assert_array_equal(vector, expected)
     assert row["probability"] == round(float(vector[0]), 3)
+    # The next batch opens no new hour for A before 7200 s.
+    more = [_event(50, EventType.ORDER_CREATED, "A", 7000, qty=1)]
+    assert buffer.append(state, fold_with_timers(state, more, [0], PARAMS), model_version="m") == 0
 
 
 def test_flush_is_idempotent_by_start_offsets(tmp_path: Path) -> None:
@@ -85,7 +97,7 @@ def test_flush_is_idempotent_by_start_offsets(tmp_path: Path) -> None:
         result = buffer.flush({0: 113, 2: 7})
         assert result is not None and result.batch_id == "shard1-0.100_2.7"
         assert buffer.start_offsets == {0: 113, 2: 7} and len(buffer) == 0
-        assert wh.read(FACT_PREDICTION, TENANT).num_rows == 2, attempt
+        assert wh.read(FACT_PREDICTION, TENANT).num_rows == 4, attempt
     assert buffer.flush({0: 113, 2: 7}) is None  # nothing buffered, nothing written
 
 
