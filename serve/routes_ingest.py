@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, Response
 
 from aurora_ray.adapters.kafka import DeliveryError
 from aurora_ray.api_models import IngestAccepted, LineErrorOut
 from aurora_ray.auth import Principal
 from aurora_ray.ingest import IngestError, decode_body, prepare_ingest
+from aurora_ray.ingest_keys import HEADER, Answer, IdempotencyKeys, answer_once, fingerprint
 from serve.context import ApiContext
 from serve.deps import context, require
 from serve.metrics import ApiMetrics
 
+log = logging.getLogger(__name__)
 _PRODUCE_TIMEOUT_S = 30.0
 
 
@@ -32,6 +35,8 @@ def router(metrics: ApiMetrics) -> APIRouter:
             403: {"description": "a line's tenant_id is not the token's"},
             413: {"description": "body over the size limit"},
             415: {"description": "not NDJSON"},
+            409: {"description": "a request with the same Idempotency-Key is still running"},
+            422: {"description": "the Idempotency-Key was used with another body"},
             503: {"description": "the broker did not acknowledge; nothing may be assumed kept"},
         },
         openapi_extra={
@@ -45,58 +50,37 @@ def router(metrics: ApiMetrics) -> APIRouter:
         request: Request,
         who: Principal = Depends(require("events:write")),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
+        idempotency_key: str | None = Header(  # noqa: B008
+            None,
+            alias=HEADER,
+            description="Send it again with the same body to get the first answer, not a copy",
+        ),
     ) -> Any:
-        """NDJSON events, one envelope a line (gzip accepted); all or nothing per request."""
-        settings = ctx.settings
-        received_ms = int(time.time() * 1000)
-        try:
-            length = int(request.headers.get("content-length") or 0)
-            if length > settings.max_body_bytes:
-                raise IngestError(413, {"error": "payload_too_large", "message": "body too large"})
-            body = decode_body(
+        """NDJSON events, one envelope a line (gzip accepted); all or nothing per request.
+
+        With an `Idempotency-Key`, a retry of the same body is answered with the first answer
+        (`Idempotent-Replayed: true`) and nothing is produced again; without one, the shards
+        still apply each `event_id` once. See docs/architecture.md, "Delivery guarantees"."""
+        if idempotency_key is None:
+            return await _ingest(request, who, ctx, metrics)
+
+        async def run() -> Answer:
+            response = await _ingest(request, who, ctx, metrics)
+            return Answer(response.status_code, bytes(response.body), dict(response.headers))
+
+        answer = await answer_once(
+            IdempotencyKeys(ctx.store, ttl_s=ctx.settings.idempotency_key_ttl_s),
+            tenant_id=who.tenant_id,
+            key=idempotency_key,
+            request_print=fingerprint(
                 await request.body(),
                 content_type=request.headers.get("content-type"),
                 content_encoding=request.headers.get("content-encoding"),
-                max_bytes=settings.max_body_bytes,
-            )
-            prepared = prepare_ingest(
-                body,
-                tenant_id=who.tenant_id,
-                received_ms=received_ms,
-                max_errors=settings.max_error_lines,
-                max_skew_ms=round(settings.max_event_skew_s * 1000),
-            )
-        except IngestError as exc:
-            # Every line of a refused request counts (all or nothing); 1 if never parsed.
-            metrics.refused(who.tenant_id, max(1, exc.rejected_lines), f"http_{exc.status}")
-            return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
-        topic = settings.topic_for(who.tenant_id)
-        try:
-            exists = ctx.topic_exists(topic)
-        except Exception as exc:  # the broker cannot even be asked
-            return JSONResponse(
-                {"error": "unavailable", "message": f"the broker does not answer: {exc}"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-        if not exists:
-            return JSONResponse(
-                {"error": "unavailable", "message": f"topic {topic} is missing"}, status_code=503
-            )
-        future = ctx.producer.produce_batch(topic, prepared.records)
-        try:
-            await asyncio.wait_for(asyncio.wrap_future(future), _PRODUCE_TIMEOUT_S)
-        except (DeliveryError, TimeoutError) as exc:
-            metrics.refused(who.tenant_id, prepared.accepted, "broker")
-            return JSONResponse(
-                {"error": "unavailable", "message": f"the broker did not acknowledge: {exc}"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-        metrics.accepted(who.tenant_id, prepared.accepted)
-        return JSONResponse(
-            {"accepted": prepared.accepted}, status_code=202, headers=prepared.headers
+            ),
+            run=run,
         )
+        headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+        return Response(answer.body, answer.status, headers, media_type="application/json")
 
     @api.get("/ingest", status_code=410, operation_id="ingest_gone_get")
     @api.post("/ingest", status_code=410, operation_id="ingest_gone_post")
@@ -113,3 +97,57 @@ def router(metrics: ApiMetrics) -> APIRouter:
         )
 
     return api
+
+
+async def _ingest(
+    request: Request, who: Principal, ctx: ApiContext, metrics: ApiMetrics
+) -> JSONResponse:
+    """Decode, validate, produce and wait for every acknowledgement."""
+    settings = ctx.settings
+    received_ms = int(time.time() * 1000)
+    try:
+        length = int(request.headers.get("content-length") or 0)
+        if length > settings.max_body_bytes:
+            raise IngestError(413, {"error": "payload_too_large", "message": "body too large"})
+        body = decode_body(
+            await request.body(),
+            content_type=request.headers.get("content-type"),
+            content_encoding=request.headers.get("content-encoding"),
+            max_bytes=settings.max_body_bytes,
+        )
+        prepared = prepare_ingest(
+            body,
+            tenant_id=who.tenant_id,
+            received_ms=received_ms,
+            max_errors=settings.max_error_lines,
+            max_skew_ms=round(settings.max_event_skew_s * 1000),
+        )
+    except IngestError as exc:
+        # Every line of a refused request counts (all or nothing); 1 if never parsed.
+        metrics.refused(who.tenant_id, max(1, exc.rejected_lines), f"http_{exc.status}")
+        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+    topic = settings.topic_for(who.tenant_id)
+    try:
+        exists = ctx.topic_exists(topic)
+    except Exception:  # the broker cannot even be asked
+        log.warning("topic metadata of %s unavailable", topic, exc_info=True)
+        return _unavailable("the broker does not answer")
+    if not exists:
+        return _unavailable("the tenant's topic is not ready yet")
+    future = ctx.producer.produce_batch(topic, prepared.records)
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(future), _PRODUCE_TIMEOUT_S)
+    except (DeliveryError, TimeoutError):
+        log.warning("the broker did not acknowledge a batch of %s", topic, exc_info=True)
+        metrics.refused(who.tenant_id, prepared.accepted, "broker")
+        return _unavailable(
+            "the broker did not acknowledge the events; nothing may be assumed kept"
+        )
+    metrics.accepted(who.tenant_id, prepared.accepted)
+    return JSONResponse({"accepted": prepared.accepted}, status_code=202, headers=prepared.headers)
+
+
+def _unavailable(message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": "unavailable", "message": message}, status_code=503, headers={"Retry-After": "5"}
+    )

@@ -253,6 +253,15 @@ class RedisStore:
         )
         return list(zip(flat[::2], map(float, flat[1::2]), strict=True))
 
+    async def acall(self, *args: Any) -> Any:
+        """One command on the event loop: the lean client where the URL allows it, else
+        redis-py's asyncio client."""
+        if self._resp is None and resp_supports(self.url):
+            self._resp = RespClient(self.url, timeout=10)
+        if self._resp is None:
+            return await self.aclient.execute_command(*args)  # type: ignore[no-untyped-call]
+        return await self._resp.call(*args)
+
     def ping(self) -> bool:
         return bool(self.client.ping())
 

@@ -576,8 +576,8 @@ def test_ingest_is_503_when_the_tenant_topic_is_missing(api: Api) -> None:
     bearer = token(api, NewTenant(tenant_id, client_id, client_secret))
     response = post_events(api, bearer, ndjson(sales(tenant_id, 2)))
     assert response.status_code == 503, response.text
-    assert response.json()["error"] == "unavailable"
-    assert api.settings.topic_for(tenant_id) in response.json()["message"]
+    assert response.json()["error"] == "unavailable" and response.headers["retry-after"] == "5"
+    assert "topic is not ready" in response.json()["message"]
     assert api.settings.topic_for(tenant_id) not in api.ctx.admin.topics()
 
 
