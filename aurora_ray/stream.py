@@ -103,6 +103,10 @@ class _Progress:
     since_checkpoint: int = 0
     last_checkpoint: float = 0.0
     lag: int = 0
+    # Wall clock (the processor's clock) when the first records came in since the last restore,
+    # and when the latest micro-batch's outputs were written: the span a run of work took.
+    first_records_at: float | None = None
+    last_batch_at: float | None = None
 
 
 class ShardProcessor:
@@ -240,6 +244,8 @@ class ShardProcessor:
             partition, offset = message.partition(), message.offset()
             partitions.append(partition if partition is not None else -1)
             offsets.append(offset if offset is not None else -1)
+        if values and self.progress.first_records_at is None:
+            self.progress.first_records_at = self.clock()
         if values:
             try:
                 events = self._fold_records(values, partitions, offsets)
@@ -352,6 +358,8 @@ class ShardProcessor:
                 "dead_letters": len(dead),
             },
         )
+        # Before the count moves: whoever sees the events in health sees their batch's time.
+        self.progress.last_batch_at = self.clock()
         self.progress.events += count
         self.progress.since_checkpoint += count
         self.progress.alerts += len(alerts)
@@ -542,5 +550,7 @@ class ShardProcessor:
             "model_error": self.model_error,
             "lag": self.lag(),
             "last_checkpoint": self.progress.last_checkpoint,
+            "first_records_at": self.progress.first_records_at,
+            "last_batch_at": self.progress.last_batch_at,
             "offsets": {str(p): o for p, o in self.progress.offsets.items()},
         }

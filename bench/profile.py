@@ -51,9 +51,9 @@ def profile_stream(
     else:
         lines = snapshot_lines(tenant, range(skus), on_hand=50_000)
         lines += order_lines(tenant, events - skus, skus=skus, seed=7)
-    delivered, _ = produce_raw(
+    delivered = produce_raw(
         settings.kafka_bootstrap, settings.topic_for(tenant), topic_records(tenant, lines)
-    )
+    ).delivered
     processor = ShardProcessor(
         settings,
         tenant_id=tenant,

@@ -113,13 +113,22 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value / 1000:.1f} K/s"
     if unit == "ms":
         return f"{value:.1f} ms"
+    if unit == "s" and abs(value) < 1:  # a quick run's export: never "0.0 s" for 8 ms
+        return f"{value * 1000:.1f} ms"
     if unit == "s":
         return f"{value:.1f} s"
+    if unit == "req/s":
+        return f"{value:,.0f} req/s"
     if unit == "MiB":
         return f"{value:.0f} MiB"
     if unit == "bytes":
         return f"{value:.0f} B"
     return f"{value:g} {unit}"
+
+
+def _cell(text: str) -> str:
+    """One table cell: a multi-line text (a job's log) on one line, its pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -135,7 +144,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = list(head)
     for name, scenario in results["scenarios"].items():
         if scenario["status"] != "ok" and not scenario["rows"]:
-            lines.append(f"| {name} | {scenario['status']}: {scenario['reason']} | | | | |")
+            lines.append(f"| {name} | {scenario['status']}: {_cell(scenario['reason'])} | | | | |")
             continue
         for raw in scenario["rows"]:
             row = Row(**raw)
@@ -143,11 +152,11 @@ def markdown_table(results: dict[str, Any]) -> str:
             met = {True: "yes", False: "**no**", None: ""}[row.ok]
             metric = f"{row.metric}; {row.note}" if row.note else row.metric
             lines.append(
-                f"| {name} | {metric} | {_fmt(row.aurora, row.unit)} | {anchor} | "
-                f"{row.target} | {met} |"
+                f"| {name} | {_cell(metric)} | {_fmt(row.aurora, row.unit)} | {_cell(anchor)} | "
+                f"{_cell(row.target)} | {met} |"
             )
         if scenario["status"] != "ok":
-            lines.append(f"| {name} | {scenario['status']}: {scenario['reason']} | | | | |")
+            lines.append(f"| {name} | {scenario['status']}: {_cell(scenario['reason'])} | | | | |")
     return "\n".join(lines) + "\n"
 
 

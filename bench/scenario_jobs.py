@@ -38,7 +38,7 @@ from bench.common import (
     unregistered_tenant,
 )
 
-__all__ = ["available", "run_backfill", "run_export", "run_retrain"]
+__all__ = ["available", "job_failed", "run_backfill", "run_export", "run_retrain"]
 
 _TIMEOUT_S = 900.0  # a 5 M-event backfill took 13 min on a loaded 2-core machine
 _QUICK_TIMEOUT_S = 90.0  # --quick: small inputs; a job that needs longer is reported as failed
@@ -94,6 +94,14 @@ def _run_job(target: Target, argv: list[str], *, timeout_s: float) -> tuple[int,
     except subprocess.TimeoutExpired:
         code, tail = -1, f"timed out after {timeout_s:.0f} s"
     return code, time.perf_counter() - began, tail
+
+
+def job_failed(name: str, code: int, tail: str) -> ScenarioResult:
+    """A job that exited non-zero: the reason is its last line (the exception, for a Python
+    job), the log's tail goes in the details."""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    last = lines[-1] if lines else "no output"
+    return ScenarioResult(name, "failed", reason=f"exit {code}: {last}", details={"log_tail": tail})
 
 
 _BACKFILLED: list[str] = []  # tenants the backfill scenario filled (retrain trains on them)
@@ -155,7 +163,8 @@ def _backfill_once(
 
 def _produce_anchor(target: Target, path: Path, chunk: int = 500_000) -> tuple[int, float]:
     """The raw producer (bench.common.produce_raw) on the file's lines, to a topic no shard
-    reads; the lines are read outside the clock, ``chunk`` at a time. (delivered, seconds)"""
+    reads; the lines are read outside the clock, ``chunk`` at a time, and each chunk's producer
+    start-up (its first record) too. (delivered, seconds)"""
     anchor = unregistered_tenant(target)[0]
     topic = target.settings.topic_for(anchor.tenant_id)
     delivered, seconds = 0, 0.0
@@ -164,8 +173,8 @@ def _produce_anchor(target: Target, path: Path, chunk: int = 500_000) -> tuple[i
             part = [(None, line.rstrip(b"\n")) for line in itertools.islice(lines, chunk)]
             if not part:
                 break
-            sent, took = produce_raw(target.settings.kafka_bootstrap, topic, part)
-            delivered, seconds = delivered + sent, seconds + took
+            produced = produce_raw(target.settings.kafka_bootstrap, topic, part)
+            delivered, seconds = delivered + produced.delivered, seconds + produced.seconds
     return delivered, seconds
 
 
@@ -217,7 +226,7 @@ def run_backfill(target: Target, size: Size) -> ScenarioResult:
         )
         cpu.pop("other", None)  # the bench itself and the machine's other processes
         if code != 0:
-            return ScenarioResult("backfill", "failed", reason=f"exit {code}: {tail}")
+            return job_failed("backfill", code, tail)
         _BACKFILLED.append(tenant.tenant_id)
         rows_after_first = _fact_order_rows(target, tenant.tenant_id)
         on_hand_first = _on_hand(target, tenant.tenant_id)
@@ -527,7 +536,7 @@ def run_retrain(target: Target, size: Size) -> ScenarioResult:
         )  # fmt: skip
         result = json.loads(out.read_text()) if out.exists() else {}
     if code != 0:
-        return ScenarioResult("retrain", "failed", reason=f"exit {code}: {tail}")
+        return job_failed("retrain", code, tail)
     counts, metrics = result.get("rows", {}), result.get("metrics", {})
     baseline = result.get("baseline", {})
 

@@ -118,7 +118,7 @@ def run(target: Target, size: Size) -> ScenarioResult:
         tenant.tenant_id, snapshot_lines(tenant.tenant_id, range(n), on_hand=1_000_000)
     )
     topic = target.settings.topic_for(tenant.tenant_id)
-    delivered, _ = produce_raw(target.settings.kafka_bootstrap, topic, records)
+    delivered = produce_raw(target.settings.kafka_bootstrap, topic, records).delivered
     began = time.perf_counter()
     while time.perf_counter() - began < 300:
         if target.store.counters(tenant.tenant_id).get("events_processed", 0) >= delivered:

@@ -64,3 +64,63 @@ def test_quick_bench_writes_every_scenario(stack, tmp_path: Path) -> None:
         assert f"| {name} |" in table
     assert "raw confluent-kafka producer" in table and "bare Starlette/uvicorn" in table
     assert any("[memory]" in m for m in messages)  # progress was reported
+
+
+@pytest.mark.timeout(180)
+def test_stream_scenario_measures_a_topic_folded_in_one_micro_batch(stack) -> None:
+    """The quick run's symptom: a topic small enough to fold in one micro-batch, between two
+    polls of the shards' health, read "0.0 K/s" (0 events over ~1 µs). The rate must come from
+    the shards' own span of work, over every event, and the out-of-stock SKUs' alerts must be
+    there; with 1 and 2 shards."""
+    import dataclasses
+
+    from bench import scenario_stream
+    from bench.common import Size, Target
+
+    size = dataclasses.replace(
+        Size.of(quick=True), stream_events=5_000, stream_skus=500, shard_counts=(1, 2)
+    )
+    target = Target(
+        # The production micro-batch (the session stack folds 2 000 events at most): the whole
+        # topic in one, as the quick run's 30 000 events were.
+        settings=stack.settings.model_copy(update={"batch_max_events": 50_000}),
+        api_url=stack.base_url,
+        ray_address=None,
+        haproxy=False,
+    )
+    result = scenario_stream.run(target, size)
+
+    assert [row.aurora is not None and row.aurora > 0 for row in result.rows] == [True, True], [
+        (row.aurora, row.note) for row in result.rows
+    ]
+    assert result.status == "ok", (result.reason, result.details)
+    expected_alerts = result.details["out_of_stock_skus"]
+    assert expected_alerts == 5
+    for shards in ("1", "2"):
+        run = result.details["by_shards"][shards]
+        assert run["events"] == run["expected"] == 5_000, run
+        assert run["counters"]["events_processed"] == 5_000
+        assert run["counters"]["alerts_generated"] == expected_alerts
+        assert 0 < run["seconds"] < run["waited_s"], run
+        assert run["rate"] == pytest.approx(5_000 / run["seconds"])
+        assert len(run["per_shard"]) == int(shards)
+        assert all(s["events"] > 0 for s in run["per_shard"]), run["per_shard"]
+    for row in result.rows:
+        assert f"{expected_alerts} alerts ({expected_alerts} SKUs out of stock)" in row.note
+
+
+def test_raw_producer_times_everything_but_its_first_record(stack) -> None:
+    """The anchors' producer: every record delivered, the first one (a new producer's
+    connection and id, ~0.5 s here) outside the clock."""
+    import uuid
+
+    from aurora_ray.adapters.kafka import TopicAdmin
+    from bench.common import produce_raw
+
+    topic = f"bench-anchor-{uuid.uuid4().hex[:8]}"
+    TopicAdmin(stack.settings.kafka_bootstrap).ensure_topic(topic, 4)
+    records = [(None, b'{"n":%d}' % i) for i in range(2_000)]
+    produced = produce_raw(stack.settings.kafka_bootstrap, topic, records)
+    assert (produced.delivered, produced.timed) == (2_000, 1_999)
+    assert produced.seconds > 0 and produced.rate == 1_999 / produced.seconds
+    assert produce_raw(stack.settings.kafka_bootstrap, topic, []) == (0, 0, 0.0)

@@ -544,6 +544,7 @@ def test_health_lag_and_checkpoints(services: Services) -> None:
     idle = proc.health()
     assert idle["events"] == 0 and idle["lag"] == 0 and idle["offsets"] == {}
     assert idle["tenant_id"] == tenant_id and idle["shard"] == 0 and idle["partitions"] == ALL
+    assert idle["first_records_at"] is None and idle["last_batch_at"] is None
     assert proc.step(timeout=0.05) == 0  # step() restores by itself when nothing is restored
 
     t0 = time.time() - 3 * 24 * HOUR
@@ -560,8 +561,11 @@ def test_health_lag_and_checkpoints(services: Services) -> None:
 
     drive(proc, len(records))  # 25 records: under the 30 that force a checkpoint
     assert store.load_checkpoint(tenant_id, 0) is None
+    folded_at = clock.now
     clock.advance(2.0)
     health = proc.health()
+    # The span of work (the bench's stream rate): first records in hand, last batch written.
+    assert health["first_records_at"] == health["last_batch_at"] == folded_at
     assert health["lag"] == 0
     assert health["events"] == len(records) and health["skus"] == 8
     assert health["unknown_events"] == 0 and health["dead_letters"] == 0
@@ -591,6 +595,8 @@ def test_health_lag_and_checkpoints(services: Services) -> None:
     drive(proc, len(records) + len(more))
     checkpoint = store.load_checkpoint(tenant_id, 0)
     assert checkpoint is not None and checkpoint.events >= len(records) + 30
+    assert proc.health()["first_records_at"] == folded_at  # the first records, not the latest
+    assert proc.health()["last_batch_at"] == clock.now > folded_at
 
     # close() writes a final checkpoint; a second close is a no-op.
     clock.advance(1.0)
@@ -817,9 +823,7 @@ def produce_bundles(services: Services, topic: str, records: Records) -> int:
     )  # fmt: skip
     producer = BulkProducer(services.bootstrap)
     try:
-        producer.produce_to_partitions(
-            topic, bundles, headers=[(SOURCE_HEADER, SOURCE_BACKFILL)]
-        )
+        producer.produce_to_partitions(topic, bundles, headers=[(SOURCE_HEADER, SOURCE_BACKFILL)])
     finally:
         producer.close()
     return len(bundles)

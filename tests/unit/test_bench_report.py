@@ -49,6 +49,49 @@ def test_table_puts_aurora_beside_the_anchor_and_the_target() -> None:
     assert "HAProxy ingress" in table
 
 
+def test_a_failed_scenario_with_a_job_log_stays_on_its_table_row() -> None:
+    from bench.scenario_jobs import job_failed
+
+    log = (
+        "INFO retrain x: training on 1584 rows\nTraceback (most recent call last):\n"
+        '  File "jobs/retrain.py", line 49, in main\n'
+        "ValueError: too little training data: 800 rows | 0 stock-outs\n"
+    )
+    failed = job_failed("retrain", 1, log)
+    assert failed.reason == "exit 1: ValueError: too little training data: 800 rows | 0 stock-outs"
+    assert failed.details["log_tail"] == log
+    results = _results()
+    results["scenarios"]["retrain"] = failed.as_dict()
+    results["scenarios"]["stream"] = ScenarioResult(
+        "stream",
+        "failed",
+        reason="1 shard(s): folded 0 of 30000 records,\nno span of work measured",
+        rows=[Row("stream events/s", "events/s", aurora=None, anchor=3.7e6, anchor_name="raw")],
+    ).as_dict()
+    table = markdown_table(results)
+    body = table.splitlines()[4:]  # below the header and the separator
+    assert all(line.startswith("| ") and line.endswith(" |") for line in body), table
+    assert (
+        "| retrain | failed: exit 1: ValueError: too little training data: 800 rows \\| "
+        "0 stock-outs | | | | |" in table
+    )
+    # No figure for a run that measured nothing: a dash, and the failure on its own line.
+    assert "| stream | stream events/s | – | 3700.0 K/s (raw) |  |  |" in table
+    assert (
+        "| stream | failed: 1 shard(s): folded 0 of 30000 records, no span of work measured |"
+        in table
+    )
+
+
+def test_short_durations_and_request_rates_read_as_figures() -> None:
+    from bench.runner import _fmt
+
+    assert _fmt(0.0085, "s") == "8.5 ms"  # not "0.0 s"
+    assert _fmt(102.5, "s") == "102.5 s"
+    assert _fmt(3063.33, "req/s") == "3,063 req/s"
+    assert _fmt(float("nan"), "events/s") == "–"
+
+
 def test_files_are_named_by_date_and_kind(tmp_path: Path) -> None:
     json_path, md_path = write_results(_results(quick=True, haproxy=False), tmp_path)
     assert json_path.name == "2026-11-29-quick-no-haproxy.json"
