@@ -13,6 +13,7 @@ from serve import routes_auth, routes_backfill, routes_export, routes_ingest, ro
 from serve.context import ApiContext
 from serve.fast_alerts import FastAlerts
 from serve.metrics import ApiMetrics
+from serve.unavailable import StoreUnavailable
 
 DESCRIPTION = """Real-time per-SKU stock-out prediction.
 
@@ -45,6 +46,7 @@ def create_api(
     app.include_router(routes_stock.router(), prefix="/v1")
     if fast_reads:
         app.add_middleware(FastAlerts, ctx=ctx)
+    app.add_middleware(StoreUnavailable)  # added last: outside every other middleware
     app.include_router(routes_export.router(), prefix="/v1")
     # Health checks also answer at the root, outside the versioned API.
     root_status = next(r for r in auth.routes if isinstance(r, APIRoute) and r.path == "/status")
