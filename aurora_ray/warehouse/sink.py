@@ -45,6 +45,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from redis.exceptions import RedisError
 
 from aurora_ray.adapters.kafka import make_consumer
 from aurora_ray.adapters.redis_store import RedisStore
@@ -226,6 +227,8 @@ class OrderSink:
             self._write_tenant()
             self._load_skus()
             self._write_settings()
+        except RedisError:
+            raise  # not the warehouse's: the loop retries (the shards' rule for Redis)
         except Exception as exc:  # the store's failure: the data here is ours, not a record's
             self._write_failed(exc, "opening")
             return False
@@ -416,6 +419,8 @@ class OrderSink:
             if self._skus_changed:
                 self._write_skus(batch_id)
             self._write_settings()
+        except RedisError:
+            raise  # not the warehouse's (the settings are read from Redis): the loop retries
         except Exception as exc:  # what is left is the store's (the data's was dead-lettered)
             self._write_failed(exc, f"batch {batch_id}")
             return None

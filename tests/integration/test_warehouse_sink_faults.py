@@ -507,3 +507,46 @@ def test_the_shards_go_on_scoring_while_the_sink_cannot_write(
     run_until(sink, lambda: sink.rows_written == 400, each=lambda: clock.advance(1.0))
     assert fact_order_ids(Warehouse(str(disk.root)), tid) == sorted(f"a-{i}" for i in range(400))
     sink.close()
+
+
+def test_a_redis_failure_after_the_write_is_retried_under_the_same_batch_id(
+    services: Services, tmp_path: Path
+) -> None:
+    """Redis fails when the offsets are stored, after the files were written: the error goes
+    to the caller (the actor's loop retries; it is not the warehouse's, so no alarm), and the
+    next flush of the same process, with more records buffered meanwhile, rewrites the same
+    batch id first: no duplicate rows."""
+    import redis
+
+    settings = sink_settings(services, tmp_path / "wh")
+    tid = services.new_tenant_topic(settings)
+    topic = settings.topic_for(tid)
+    store = RedisStore(settings.redis_url)
+    wh = Warehouse(settings.warehouse_uri)
+    sink = OrderSink(settings, tid, store=store, warehouse=wh)
+    sink.start()
+    services.produce(topic, [(KEY, v) for v in good_orders(tid, "a", 30)])
+    run_until(sink, lambda: len(sink._buffer) == 30)
+    real_pipeline = store.client.pipeline
+
+    def failing_pipeline(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError("Redis went away")
+
+    store.client.pipeline = failing_pipeline  # type: ignore[method-assign]
+    with pytest.raises(redis.ConnectionError):
+        sink.flush()
+    store.client.pipeline = real_pipeline  # type: ignore[method-assign]
+    assert sink.write_failures == 0 and sink.health()["warehouse_error"] is None
+    assert tid not in {a["tenant_id"] for a in failing_tenants(store)}
+    assert len(fact_order_ids(wh, tid)) == 30  # written; the offsets were not stored
+
+    services.produce(topic, [(KEY, v) for v in good_orders(tid, "b", 20)])
+    # The next step writes the pending batch, as noted (it is due at once), keeping the rest.
+    run_until(sink, lambda: sink.rows_written == 30 and len(sink._buffer) == 20)
+    assert sink.pending is None
+    sink.flush()
+    ids = fact_order_ids(wh, tid)
+    assert ids == sorted([f"a-{i}" for i in range(30)] + [f"b-{i}" for i in range(20)])
+    partition = next(iter(sink.offsets))
+    assert batch_ids(tmp_path / "wh") == {f"p{partition}-0-29", f"p{partition}-30-49"}
+    sink.close()
