@@ -233,6 +233,7 @@ class OrderSink:
             self._write_failed(exc, "opening")
             return False
         self._opened = True
+        self._write_succeeded()  # the warehouse takes writes: an alarm up is over
         return True
 
     def close(self) -> None:
