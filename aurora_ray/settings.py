@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     retention_raw_days: int = Field(90, ge=1)
     retention_modelled_days: int = Field(730, ge=1)
 
+    # Warehouse sink back-pressure (aurora_ray/warehouse/sink.py): the most topic records a
+    # tenant's sink buffers. It flushes when the buffer is this full; while the warehouse fails
+    # it keeps its offsets, retries with back-off, and stops reading at this bound (the topic
+    # holds the backlog). ~0.5 KB of memory per buffered order.
+    warehouse_max_buffered: int = Field(1_000_000, ge=1)
+
     # Prediction and alerting.
     horizon_hours: float = Field(48.0, gt=0)
     default_threshold: float = Field(0.7, gt=0, le=1)
