@@ -15,6 +15,7 @@ from aurora_ray.auth import Principal
 from aurora_ray.ingest import IngestError, decode_body, prepare_ingest
 from serve.context import ApiContext
 from serve.deps import context, require
+from serve.limits import RATE_LIMITED, admit, refusal
 from serve.metrics import ApiMetrics
 
 _PRODUCE_TIMEOUT_S = 30.0
@@ -30,8 +31,12 @@ def router(metrics: ApiMetrics) -> APIRouter:
         responses={
             400: {"model": list[LineErrorOut], "description": "bad lines; nothing was produced"},
             403: {"description": "a line's tenant_id is not the token's"},
-            413: {"description": "body over the size limit"},
+            413: {
+                "description": "body over the size limit, or more events than the tenant's "
+                "events bucket ever holds (`over_rate_limit_capacity`: split the batch)"
+            },
             415: {"description": "not NDJSON"},
+            **RATE_LIMITED,
             503: {"description": "the broker did not acknowledge; nothing may be assumed kept"},
         },
         openapi_extra={
@@ -43,10 +48,13 @@ def router(metrics: ApiMetrics) -> APIRouter:
     )
     async def ingest_events(
         request: Request,
-        who: Principal = Depends(require("events:write")),  # noqa: B008
+        who: Principal = Depends(require("events:write", limited=False)),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
     ) -> Any:
-        """NDJSON events, one envelope a line (gzip accepted); all or nothing per request."""
+        """NDJSON events, one envelope a line (gzip accepted); all or nothing per request.
+
+        Rate limited after validation: a request that would be accepted takes one request token
+        and one events token per event; one refused for its content takes a request token."""
         settings = ctx.settings
         received_ms = int(time.time() * 1000)
         try:
@@ -67,8 +75,17 @@ def router(metrics: ApiMetrics) -> APIRouter:
             )
         except IngestError as exc:
             # Every line of a refused request counts (all or nothing); 1 if never parsed.
-            metrics.refused(who.tenant_id, max(1, exc.rejected_lines), f"http_{exc.status}")
+            lines = max(1, exc.rejected_lines)
+            decision = await admit(request.scope, ctx, metrics, who.tenant_id)
+            if not decision.allowed:
+                metrics.refused(who.tenant_id, lines, "rate_limited")
+                return refusal(decision)
+            metrics.refused(who.tenant_id, lines, f"http_{exc.status}")
             return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        decision = await admit(request.scope, ctx, metrics, who.tenant_id, events=prepared.accepted)
+        if not decision.allowed:
+            metrics.refused(who.tenant_id, prepared.accepted, "rate_limited")
+            return refusal(decision)
         topic = settings.topic_for(who.tenant_id)
         try:
             exists = ctx.topic_exists(topic)
