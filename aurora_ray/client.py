@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["AuroraClient", "ApiError", "iter_ndjson_batches"]
+__all__ = ["AuroraClient", "ApiError", "iter_ndjson_batches", "retry_delay"]
 
 
 class ApiError(RuntimeError):
@@ -52,7 +52,8 @@ class AuroraClient:
         return {"Authorization": f"Bearer {self.token()}"}
 
     def post_events(self, ndjson: bytes, *, compress: bool = True, retries: int = 5) -> int:
-        """Send one NDJSON batch; retries 503/429 with back-off; returns the accepted count."""
+        """Send one NDJSON batch; retries 503/429 with back-off (at least the server's
+        ``Retry-After``, at most 30 s a wait); returns the accepted count."""
         headers = {**self._headers(), "Content-Type": "application/x-ndjson"}
         body = ndjson
         if compress:
@@ -63,9 +64,9 @@ class AuroraClient:
             if response.status_code == 202:
                 return int(response.json()["accepted"])
             if response.status_code in (429, 503) and attempt < retries:
-                time.sleep(min(8.0, 0.25 * 2**attempt))
+                time.sleep(retry_delay(response, attempt))
                 continue
-            raise ApiError(response.status_code, response.json())
+            raise ApiError(response.status_code, _body(response))
         raise AssertionError("unreachable")
 
     def alerts(self, **params: Any) -> list[dict[str, Any]]:
@@ -80,6 +81,25 @@ class AuroraClient:
 
     def put(self, path: str, json: Any) -> httpx.Response:
         return self.http.put(path, json=json, headers=self._headers())
+
+
+def _body(response: httpx.Response) -> Any:
+    """JSON, or the text of a body that is not (Serve's own 503 of an overloaded queue)."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def retry_delay(response: httpx.Response, attempt: int) -> float:
+    """Exponential back-off from 0.25 s, or the server's ``Retry-After`` (whole seconds) when
+    it asks for longer; never over 30 s."""
+    backoff = min(8.0, 0.25 * 2**attempt)
+    try:
+        asked = float(response.headers.get("retry-after", 0))
+    except ValueError:  # an HTTP date: not sent by Aurora; fall back to the back-off
+        asked = 0.0
+    return float(min(30.0, max(backoff, asked)))
 
 
 def iter_ndjson_batches(path: Path, batch_lines: int) -> Iterator[tuple[bytes, int, int]]:
