@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["AuroraClient", "ApiError", "iter_ndjson_batches"]
+__all__ = ["AuroraClient", "ApiError", "iter_ndjson_batches", "retry_delay"]
 
 
 class ApiError(RuntimeError):
@@ -77,7 +77,7 @@ class AuroraClient:
             if response.status_code == 202:
                 return int(response.json()["accepted"])
             if (response.status_code == 429 or response.status_code >= 500) and not last:
-                time.sleep(max(_backoff(attempt), _retry_after(response)))
+                time.sleep(retry_delay(response, attempt))
                 continue
             raise ApiError(response.status_code, _body(response))
         raise AssertionError("unreachable")
@@ -100,18 +100,23 @@ def _backoff(attempt: int) -> float:
     return min(8.0, 0.25 * 2.0**attempt)
 
 
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return min(30.0, float(str(response.headers.get("retry-after", 0))))
-    except ValueError:
-        return 0.0
-
-
 def _body(response: httpx.Response) -> Any:
+    """JSON, or the text of a body that is not (Serve's own 503 of an overloaded queue)."""
     try:
         return response.json()
     except ValueError:
         return response.text
+
+
+def retry_delay(response: httpx.Response, attempt: int) -> float:
+    """Exponential back-off from 0.25 s, or the server's ``Retry-After`` (whole seconds) when
+    it asks for longer; never over 30 s."""
+    backoff = _backoff(attempt)
+    try:
+        asked = float(response.headers.get("retry-after", 0))
+    except ValueError:  # an HTTP date: not sent by Aurora; fall back to the back-off
+        asked = 0.0
+    return float(min(30.0, max(backoff, asked)))
 
 
 def iter_ndjson_batches(path: Path, batch_lines: int) -> Iterator[tuple[bytes, int, int]]:
