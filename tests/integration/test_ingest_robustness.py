@@ -221,3 +221,18 @@ def test_without_redis_every_route_needing_it_is_a_503_and_ingest_goes_on(
         assert calls["predictions"].headers["retry-after"] == "5"
         body = ndjson([sku_upserted(tenant.tenant_id, "A", "W", 5, at=time.time() - HOUR)])
         assert post_events(down, bearer, body).status_code == 202
+
+
+def test_a_rate_limited_keyed_request_runs_again_when_retried(api: Api, tenant: NewTenant) -> None:
+    """A 429 is not an answer to keep: once the bucket allows it, the retry is processed."""
+    from aurora_ray.tenants import set_tenant_limits
+
+    bearer = token(api, tenant)
+    body = retry_batch(tenant.tenant_id)
+    set_tenant_limits(api.settings, api.ctx.store, tenant.tenant_id, requests_per_s=0.01)
+    post_events(api, bearer, body)  # takes the one request token the bucket holds
+    first = post_events(api, bearer, body, **{"Idempotency-Key": "k-429"})
+    assert first.status_code == 429, first.text
+    set_tenant_limits(api.settings, api.ctx.store, tenant.tenant_id, reset=True)
+    again = post_events(api, bearer, body, **{"Idempotency-Key": "k-429"})
+    assert again.status_code == 202 and "idempotent-replayed" not in again.headers
