@@ -53,24 +53,33 @@ def require(scope: str, *, limited: bool = True) -> Callable[..., Awaitable[Prin
         who = _verify(request, credentials)
         if scope not in who.scopes or who.is_operator:
             raise HTTPException(403, detail=f"the token lacks the scope {scope!r}")
-        if limited and SCOPE_KEY not in request.scope:  # not charged yet (by the fast path)
-            app = request.app
-            decision = await admit(request.scope, app.state.ctx, app.state.metrics, who.tenant_id)
-            if not decision.allowed:
-                raise RateLimited(decision)
+        if limited:
+            await _charge(request, who)
         return who
 
     return check
+
+
+async def _charge(request: Request, who: Principal) -> None:
+    """One request to the tenant's rate limit, unless the fast path charged it already."""
+    if SCOPE_KEY in request.scope:
+        return
+    app = request.app
+    decision = await admit(request.scope, app.state.ctx, app.state.metrics, who.tenant_id)
+    if not decision.allowed:
+        raise RateLimited(decision)
 
 
 async def tenant_principal(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
 ) -> Principal:
-    """Any valid token of a tenant, whatever its scopes (the tenant's own status)."""
+    """Any valid token of a tenant, whatever its scopes (the tenant's own status); one request
+    charged to its rate limit."""
     who = _verify(request, credentials)
     if who.is_operator:
         raise HTTPException(403, detail="an operator token has no access to a tenant's routes")
+    await _charge(request, who)
     return who
 
 

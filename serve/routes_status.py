@@ -15,6 +15,7 @@ from aurora_ray.auth import Principal
 from aurora_ray.status import RayHealth, read_operator, read_public, read_tenant
 from serve.context import ApiContext
 from serve.deps import context, operator_principal, tenant_principal
+from serve.limits import RATE_LIMITED
 
 _NO_CACHE = {"Cache-Control": "no-store"}
 _NO_STORE_503 = {"error": "unavailable", "message": "the status store is not reachable"}
@@ -42,7 +43,7 @@ def router(ray_health: RayHealth) -> APIRouter:
     @api.get(
         "/status/tenant",
         response_model=TenantStatusOut,
-        responses={**_AUTH_ERRORS, 503: {"description": "Redis is not reachable"}},
+        responses={**_AUTH_ERRORS, **RATE_LIMITED, 503: {"description": "Redis is not reachable"}},
     )
     def tenant_status(
         who: Principal = Depends(tenant_principal),  # noqa: B008
