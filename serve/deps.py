@@ -7,12 +7,22 @@ costs more than the work itself on the read path."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from aurora_ray.api_models import DetailOut
 from aurora_ray.auth import AuthError, Principal
 from serve.context import ApiContext
+
+Responses = dict[int | str, dict[str, Any]]
+
+#: What every route behind :func:`require` may answer besides its own codes.
+AUTH_ERRORS: Responses = {
+    401: {"model": DetailOut, "description": "no bearer token, or an invalid or expired one"},
+    403: {"model": DetailOut, "description": "the token lacks the route's scope"},
+}
 
 _bearer = HTTPBearer(auto_error=False, description="OAuth2 client-credentials bearer token")
 
@@ -51,3 +61,9 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         return who
 
     return check
+
+
+def auth_errors(responses: Responses | None = None) -> Responses:
+    """A protected route's OpenAPI ``responses``: its own, plus 401 and 403 unless it documents
+    them itself."""
+    return {**AUTH_ERRORS, **(responses or {})}
