@@ -48,7 +48,7 @@ pytestmark = pytest.mark.integration
 
 JWT_SECRET = secrets.token_urlsafe(40)
 SEED = 20_251_206
-MAX_EXAMPLES = 100  # per operation, generation phase; examples and coverage phases come on top
+MAX_EXAMPLES = 100  # per operation, in the fuzzing phase; the coverage phase's cases come on top
 
 
 @schemathesis.serializer("application/x-ndjson")
@@ -111,6 +111,9 @@ def _fuzzed(services: Services) -> Iterator[Fuzzed]:
         JWT_SECRET,
         "HS256",
     )  # fmt: skip
+    narrow = ctx.issuer.issue(  # valid, but with no scope a route asks for: 403
+        tenant_id=tenant.tenant_id, client_id=tenant.client_id, scopes=frozenset({"nothing"})
+    )
     foreign = TokenIssuer(secrets.token_urlsafe(40)).issue(
         tenant_id=tenant.tenant_id, client_id="c", scopes=frozenset(ALL_SCOPES)
     )
@@ -120,6 +123,7 @@ def _fuzzed(services: Services) -> Iterator[Fuzzed]:
         "garbage": "Bearer not-a-jwt",
         "expired": f"Bearer {expired}",
         "foreign signature": f"Bearer {foreign}",
+        "no scope": f"Bearer {narrow}",
         "basic": "Basic Zm9vOmJhcg==",
     }
     try:
@@ -182,8 +186,9 @@ GARBAGE = st.one_of(
         ]
     ),
 )
+#: The token a request carries: mostly a valid one, else each way of being refused.
 AUTH = st.sampled_from(
-    ["valid", "valid", "valid", "none", "garbage", "expired", "foreign signature", "basic"]
+    ["valid"] * 3 + ["none", "garbage", "expired", "foreign signature", "no scope", "basic"]
 )
 
 
