@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DURATION ?= 60
 RATE ?= 2000
 
-.PHONY: install demo test lint typecheck unit integration up down bench clean
+.PHONY: install demo test lint typecheck unit integration fuzz up down bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest -m integration
+
+# The fuzz tests with FUZZ_SCALE times their examples, new inputs each run (CI runs them at 1).
+FUZZ_SCALE ?= 20
+fuzz: $(STAMP)
+	FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest tests/unit/test_fuzz_ndjson.py tests/integration/test_api_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Final
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BeforeValidator, Field, TypeAdapter, ValidationError
 
 from aurora_ray.adapters.redis_store import AlertPage, RedisStore
 from aurora_ray.auth import AuthError, Principal, TokenIssuer
@@ -19,6 +19,7 @@ __all__ = [
     "MAX_LIMIT",
     "READ_SCOPE",
     "AlertQuery",
+    "IsoTime",
     "accepted_query",
     "bearer_principal",
     "read_alerts",
@@ -29,8 +30,26 @@ DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 PARAMS: Final = frozenset({"sku", "warehouse", "since", "min_probability", "limit", "cursor"})
 
+
+def _not_a_number(value: object) -> object:
+    """Pydantic takes a number (or a numeric string) as a Unix time; the API documents ISO 8601
+    only, and its schema says ``date-time``."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+    elif not isinstance(value, int | float):
+        return value
+    raise ValueError("an ISO 8601 time with a zone (e.g. 2025-06-02T09:00:00Z), not a number")
+
+
+#: A time as the API's parameters take it: ISO 8601 with a zone (a naive one is a 422 in
+#: FastAPI's shape, like every other bad parameter of the route).
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+
 # The route declares the same bounds through FastAPI's Query (serve.routes_stock).
-_SINCE: TypeAdapter[datetime | None] = TypeAdapter(datetime | None)
+_SINCE: TypeAdapter[datetime | None] = TypeAdapter(IsoTime | None)
 _MIN_PROBABILITY: TypeAdapter[float | None] = TypeAdapter(
     Annotated[float | None, Field(ge=0, le=1)]
 )
@@ -49,7 +68,7 @@ class AlertQuery:
 
 def accepted_query(items: Sequence[tuple[str, str]]) -> AlertQuery | None:
     """The query when every parameter is known, given once, and valid as the route's types take
-    it (``since`` with a time zone); None otherwise (the route then names what is wrong)."""
+    it; None otherwise (the route then names what is wrong)."""
     query = dict(items)
     if len(query) != len(items) or not PARAMS.issuperset(query):
         return None
@@ -58,8 +77,6 @@ def accepted_query(items: Sequence[tuple[str, str]]) -> AlertQuery | None:
         min_probability = _MIN_PROBABILITY.validate_python(query.get("min_probability"))
         limit = _LIMIT.validate_python(query["limit"]) if "limit" in query else DEFAULT_LIMIT
     except ValidationError:
-        return None
-    if since is not None and since.tzinfo is None:
         return None
     return AlertQuery(
         query.get("sku"), query.get("warehouse"), since, min_probability, limit, query.get("cursor")

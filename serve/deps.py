@@ -7,13 +7,23 @@ costs more than the work itself on the read path."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from aurora_ray.api_models import DetailOut
 from aurora_ray.auth import OPERATOR_SCOPE, AuthError, Principal
 from serve.context import ApiContext
 from serve.limits import SCOPE_KEY, RateLimited, admit
+
+Responses = dict[int | str, dict[str, Any]]
+
+#: What every route behind :func:`require` may answer besides its own codes.
+AUTH_ERRORS: Responses = {
+    401: {"model": DetailOut, "description": "no bearer token, or an invalid or expired one"},
+    403: {"model": DetailOut, "description": "the token lacks the route's scope"},
+}
 
 _bearer = HTTPBearer(auto_error=False, description="OAuth2 client-credentials bearer token")
 
@@ -92,3 +102,9 @@ async def operator_principal(
     if not who.is_operator or OPERATOR_SCOPE not in who.scopes:
         raise HTTPException(403, detail=f"the token lacks the scope {OPERATOR_SCOPE!r}")
     return who
+
+
+def auth_errors(responses: Responses | None = None) -> Responses:
+    """A protected route's OpenAPI ``responses``: its own, plus 401 and 403 unless it documents
+    them itself."""
+    return {**AUTH_ERRORS, **(responses or {})}

@@ -8,8 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
-from aurora_ray.api_models import TokenOut
+from aurora_ray.api_models import OAuthErrorOut, TokenOut
 from aurora_ray.auth import AuthError
 from aurora_ray.tenants import grant_token
 from serve.context import ApiContext
@@ -45,6 +46,13 @@ def router() -> APIRouter:
         "/oauth/token",
         response_model=TokenOut,
         tags=["auth"],
+        responses={
+            400: {
+                "model": OAuthErrorOut,
+                "description": "another grant type, a bad scope, or a body that is not a form",
+            },
+            401: {"model": OAuthErrorOut, "description": "unknown client or wrong secret"},
+        },
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -66,7 +74,10 @@ def router() -> APIRouter:
     )
     async def token(request: Request, ctx: ApiContext = Depends(context)) -> Any:  # noqa: B008
         """OAuth2 client credentials, as a form body or HTTP Basic; returns a signed JWT."""
-        form = await request.form()
+        try:
+            form = await request.form()
+        except HTTPException as exc:  # Starlette's own 400 of a body it cannot parse
+            return _oauth_error("invalid_request", f"invalid form body: {exc.detail}", 400)
         if form.get("grant_type") != "client_credentials":
             return _oauth_error("unsupported_grant_type", "use grant_type=client_credentials", 400)
         basic = _basic(request.headers.get("authorization"))

@@ -12,11 +12,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
+from aurora_ray.api_models import ErrorOut
 from aurora_ray.auth import Principal
 from aurora_ray.backfill_job import backfill_status, new_backfill_id, submit_backfill
 from serve.context import ApiContext
-from serve.deps import context, require
+from serve.deps import auth_errors, context, require
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://", "az://")
@@ -77,10 +79,19 @@ def _dashboard_url(ctx: ApiContext) -> str:
     return settings.ray_dashboard_url
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def upload_name(filename: str | None) -> str:
+    """A local file name for an upload: the client's, reduced to safe characters and its last
+    100 (the extension tells the backfill the format), never ``..`` or hidden."""
+    name = _UNSAFE.sub("_", Path(filename or "").name)[-100:].lstrip(".")
+    return name or "events.ndjson"
+
+
 def _save_upload(upload: Any, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    name = Path(upload.filename or "events.ndjson").name or "events.ndjson"
-    target = folder / name
+    target = folder / upload_name(upload.filename)
     with open(target, "wb") as out:
         shutil.copyfileobj(upload.file, out, 1024 * 1024)
     return target
@@ -93,11 +104,19 @@ def router() -> APIRouter:
         "/ingest/backfill",
         status_code=202,
         response_model=BackfillAccepted,
-        responses={
-            400: {"description": "no file and no URI, or a URI that is not remote"},
-            415: {"description": "neither multipart/form-data nor JSON"},
-            503: {"description": "the Ray job submission API or Redis is unavailable"},
-        },
+        responses=auth_errors(
+            {
+                400: {
+                    "model": ErrorOut,
+                    "description": "no file and no URI, or a URI that is not remote",
+                },
+                415: {"model": ErrorOut, "description": "neither multipart/form-data nor JSON"},
+                503: {
+                    "model": ErrorOut,
+                    "description": "the Ray job submission API or Redis is unavailable",
+                },
+            }
+        ),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -124,7 +143,10 @@ def router() -> APIRouter:
         backfill_id = new_backfill_id()
         media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         if media == "multipart/form-data":
-            form = await request.form()
+            try:
+                form = await request.form()
+            except HTTPException as exc:  # Starlette's own 400 of a body it cannot parse
+                return _error(400, "bad_request", f"invalid multipart body: {exc.detail}")
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 return _error(400, "bad_request", "the multipart body needs a file field `file`")
@@ -165,7 +187,9 @@ def router() -> APIRouter:
         "/ingest/backfill/{backfill_id}",
         name="backfill_status_get",
         response_model=BackfillStatusOut,
-        responses={404: {"description": "no such backfill for this tenant"}},
+        responses=auth_errors(
+            {404: {"model": ErrorOut, "description": "no such backfill for this tenant"}}
+        ),
     )
     async def get_backfill(
         backfill_id: str,

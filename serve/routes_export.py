@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from aurora_ray.adapters.redis_store import RedisStore
+from aurora_ray.api_models import ErrorOut
 from aurora_ray.auth import Principal
 from aurora_ray.export import (
     ALERT_COLUMNS,
@@ -24,14 +25,19 @@ from aurora_ray.export import (
     parse_filter,
 )
 from serve.context import ApiContext
-from serve.deps import context, require
+from serve.deps import auth_errors, context, require
 
 _CSV = "text/csv; charset=utf-8"
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}, "description": "CSV, UTF-8 with a BOM, a header row"},
-    422: {"description": 'a bad parameter: `{"error": "invalid_parameter", "field", "message"}`'},
-    503: {"description": "Redis does not answer"},
-}
+_ERRORS = auth_errors(
+    {
+        200: {"content": {"text/csv": {}}, "description": "CSV, UTF-8 with a BOM, a header row"},
+        422: {
+            "model": ErrorOut,
+            "description": 'a bad parameter: `{"error": "invalid_parameter", "field", "message"}`',
+        },
+        503: {"model": ErrorOut, "description": "Redis does not answer"},
+    }
+)
 
 # Filters the two exports share, as text so that a bad value gets the API's error envelope.
 _SINCE = Query(None, description="at or after, ISO 8601 with a zone (e.g. 2025-06-02T09:00:00Z)")

@@ -11,17 +11,31 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from aurora_ray.adapters.kafka import DeliveryError
-from aurora_ray.api_models import IngestAccepted, LineErrorOut
+from aurora_ray.api_models import DetailOut, ErrorOut, EventIn, IngestAccepted, LineErrorOut
 from aurora_ray.auth import Principal
 from aurora_ray.ingest import IngestError, decode_body, prepare_ingest
 from aurora_ray.ingest_keys import HEADER, Answer, IdempotencyKeys, answer_once, fingerprint
 from serve.context import ApiContext
-from serve.deps import context, require
+from serve.deps import auth_errors, context, require
 from serve.limits import RATE_LIMITED, admit, refusal
 from serve.metrics import ApiMetrics
 
 log = logging.getLogger(__name__)
 _PRODUCE_TIMEOUT_S = 30.0
+_EXAMPLE_LINE = {
+    "tenant_id": "0b7c4f7e-8d6f-4a53-9d0e-3c1f2b8a9e10",
+    "event_type": "order.created",
+    "event_id": "ord-1001-1",
+    "occurred_at": "2025-06-02T09:00:00Z",
+    "payload": {
+        "sku": "SKU-123",
+        "warehouse": "DE-HAM",
+        "order_id": "1001",
+        "qty": 2,
+        "price": 19.99,
+        "currency": "EUR",
+    },
+}
 
 
 def router(metrics: ApiMetrics) -> APIRouter:
@@ -31,23 +45,53 @@ def router(metrics: ApiMetrics) -> APIRouter:
         "/ingest/events",
         status_code=202,
         response_model=IngestAccepted,
-        responses={
-            400: {"model": list[LineErrorOut], "description": "bad lines; nothing was produced"},
-            403: {"description": "a line's tenant_id is not the token's"},
-            413: {
-                "description": "body over the size limit, or more events than the tenant's "
-                "events bucket ever holds (`over_rate_limit_capacity`: split the batch)"
-            },
-            415: {"description": "not NDJSON"},
-            409: {"description": "a request with the same Idempotency-Key is still running"},
-            422: {"description": "the Idempotency-Key was used with another body"},
-            **RATE_LIMITED,
-            503: {"description": "the broker did not acknowledge; nothing may be assumed kept"},
-        },
+        responses=auth_errors(
+            {
+                400: {
+                    "model": list[LineErrorOut],
+                    "description": "bad lines (or a bad Idempotency-Key); nothing was produced",
+                },
+                403: {
+                    "model": DetailOut | ErrorOut,
+                    "description": "the token lacks events:write, or a line's tenant_id is not"
+                    " the token's (`forbidden_tenant`, with the `lines`)",
+                },
+                409: {
+                    "model": ErrorOut,
+                    "description": "a request with the same Idempotency-Key is still running",
+                },
+                413: {
+                    "model": ErrorOut,
+                    "description": "body over the size limit, or more events than the tenant's "
+                    "events bucket ever holds (`over_rate_limit_capacity`: split the batch)",
+                },
+                415: {"model": ErrorOut, "description": "not NDJSON, or not gzip"},
+                422: {
+                    "model": ErrorOut,
+                    "description": "the Idempotency-Key was used with another body",
+                },
+                **RATE_LIMITED,
+                503: {
+                    "model": ErrorOut,
+                    "description": "the broker did not acknowledge; nothing may be assumed kept",
+                },
+            }
+        ),
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                "content": {
+                    "application/x-ndjson": {
+                        "schema": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": EventIn.model_json_schema(),
+                            "description": "NDJSON: one envelope a line (the array of the"
+                            " lines); `Content-Encoding: gzip` accepted",
+                        },
+                        "example": [_EXAMPLE_LINE],
+                    }
+                },
             }
         },
     )

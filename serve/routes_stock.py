@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -10,18 +9,31 @@ import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from aurora_ray.adapters.redis_store import AlertPage
-from aurora_ray.alerts_read import DEFAULT_LIMIT, MAX_LIMIT, READ_SCOPE, AlertQuery, read_alerts
-from aurora_ray.api_models import AlertOut, PredictionOut, ThresholdsOut, ThresholdUpdate
+from aurora_ray.alerts_read import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    READ_SCOPE,
+    AlertQuery,
+    IsoTime,
+    read_alerts,
+)
+from aurora_ray.api_models import (
+    AlertOut,
+    DetailOut,
+    PredictionOut,
+    ThresholdsOut,
+    ThresholdUpdate,
+)
 from aurora_ray.auth import Principal
 from serve.context import ApiContext
-from serve.deps import context, require
+from serve.deps import auth_errors, context, require
 
 _json = msgspec.json.Encoder()
 
 ALERTS_PATH = "/stock/alerts"
 
 # GET /stock/alerts' parameters, with the bounds its fast path checks too (aurora_ray.alerts_read).
-Since = Annotated[datetime | None, Query(description="alerts created at or after (ISO 8601)")]
+Since = Annotated[IsoTime | None, Query(description="alerts created at or after (ISO 8601)")]
 MinProbability = Annotated[float | None, Query(ge=0, le=1)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(description="from the Link rel=next header")]
@@ -36,7 +48,12 @@ def _link_next(request: Request, response: Response, name: str, value: str) -> N
 def router() -> APIRouter:
     api = APIRouter()
 
-    @api.get(ALERTS_PATH, response_model=list[AlertOut], tags=["stock"])
+    @api.get(
+        ALERTS_PATH,
+        response_model=list[AlertOut],
+        tags=["stock"],
+        responses=auth_errors({400: {"model": DetailOut, "description": "an invalid cursor"}}),
+    )
     async def list_alerts(
         request: Request,
         sku: str | None = None,
@@ -50,8 +67,6 @@ def router() -> APIRouter:
         """Alerts of the token's tenant, newest first; a `Link: <…>; rel="next"` when there is
         more."""
         ctx: ApiContext = request.app.state.ctx  # not a dependency: one level less to solve
-        if since is not None and since.tzinfo is None:
-            raise HTTPException(422, detail="since must carry a time zone, e.g. ...Z")
         query = AlertQuery(sku, warehouse, since, min_probability, limit, cursor)
         try:
             page = await read_alerts(ctx.store, who.tenant_id, query)
@@ -59,7 +74,12 @@ def router() -> APIRouter:
             raise HTTPException(400, detail=f"invalid cursor: {exc}") from exc
         return alerts_response(request, page)
 
-    @api.get("/stock/predictions", response_model=list[PredictionOut], tags=["stock"])
+    @api.get(
+        "/stock/predictions",
+        response_model=list[PredictionOut],
+        tags=["stock"],
+        responses=auth_errors(),
+    )
     def list_predictions(
         request: Request,
         response: Response,
@@ -79,7 +99,12 @@ def router() -> APIRouter:
             _link_next(request, response, "after", next_after)
         return rows
 
-    @api.get("/settings/thresholds", response_model=ThresholdsOut, tags=["settings"])
+    @api.get(
+        "/settings/thresholds",
+        response_model=ThresholdsOut,
+        tags=["settings"],
+        responses=auth_errors(),
+    )
     def get_thresholds(
         who: Principal = Depends(require(READ_SCOPE)),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
@@ -87,7 +112,14 @@ def router() -> APIRouter:
         default, per_sku = ctx.store.thresholds(who.tenant_id)
         return {"default": default or ctx.settings.default_threshold, "skus": per_sku}
 
-    @api.put("/settings/thresholds", response_model=ThresholdsOut, tags=["settings"])
+    @api.put(
+        "/settings/thresholds",
+        response_model=ThresholdsOut,
+        tags=["settings"],
+        responses=auth_errors(
+            {400: {"model": DetailOut, "description": "a body that is not JSON"}}
+        ),
+    )
     def put_thresholds(
         update: ThresholdUpdate,
         who: Principal = Depends(require("settings:write")),  # noqa: B008

@@ -879,7 +879,8 @@ def test_alerts_pagination_and_filters(api: Api) -> None:
     naive = datetime.fromtimestamp(t1, tz=UTC).replace(tzinfo=None).isoformat()
     response = get(since=naive)
     assert response.status_code == 422
-    assert "time zone" in response.json()["detail"]
+    [problem] = response.json()["detail"]  # FastAPI's shape, as for any other bad parameter
+    assert (problem["type"], problem["loc"]) == ("timezone_aware", ["query", "since"])
     paged_recent = follow(api, bearer, "/v1/stock/alerts", since=iso_utc(t2), limit=3)
     assert [len(p) for p in paged_recent] == [3, 1]
     assert [a for p in paged_recent for a in p] == recent
