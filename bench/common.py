@@ -28,6 +28,7 @@ from aurora_ray.settings import Settings
 from aurora_ray.tenants import NewTenant, create_tenant
 
 __all__ = [
+    "T0_S",
     "Produced",
     "Row",
     "ScenarioResult",
@@ -48,7 +49,7 @@ __all__ = [
 
 Progress = Callable[[str], None]
 WAREHOUSES = ("DE-HAM", "DE-BER", "FR-PAR", "NL-AMS")
-_T0_S = 1_748_854_800.0  # 2025-06-02T09:00:00Z: event time of generated streams
+T0_S = 1_748_854_800.0  # 2025-06-02T09:00:00Z: event time of generated streams
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def _iso_ms(epoch_s: float) -> str:
 
 
 def order_lines(
-    tenant_id: str, n: int, *, skus: int, start_s: float = _T0_S, step_s: float = 0.01, seed: int
+    tenant_id: str, n: int, *, skus: int, start_s: float = T0_S, step_s: float = 0.01, seed: int
 ) -> list[bytes]:
     """``n`` order.created lines (~250 bytes each, like the notes' events) over ``skus`` SKUs,
     event time advancing by ``step_s`` a line."""
@@ -204,7 +205,7 @@ def snapshot_lines(
     skus: Sequence[int] | range,
     *,
     on_hand: int,
-    at_s: float = _T0_S - 1,
+    at_s: float = T0_S - 1,
     prefix: str = "SKU",
 ) -> list[bytes]:
     """stock.snapshot lines: the SKUs' stock becomes known, so they are scored."""

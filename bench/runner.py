@@ -119,6 +119,10 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f} s"
     if unit == "req/s":
         return f"{value:,.0f} req/s"
+    if unit == "%":
+        return f"{value:.2f} %"
+    if unit == "µs":
+        return f"{value:.1f} µs"
     if unit == "MiB":
         return f"{value:.0f} MiB"
     if unit == "bytes":

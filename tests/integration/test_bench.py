@@ -90,23 +90,33 @@ def test_stream_scenario_measures_a_topic_folded_in_one_micro_batch(stack) -> No
     )
     result = scenario_stream.run(target, size)
 
-    assert [row.aurora is not None and row.aurora > 0 for row in result.rows] == [True, True], [
+    # 1 shard, 1 shard with the event-id window off, 2 shards.
+    assert [row.aurora is not None and row.aurora > 0 for row in result.rows] == [True] * 3, [
         (row.aurora, row.note) for row in result.rows
     ]
     assert result.status == "ok", (result.reason, result.details)
     expected_alerts = result.details["out_of_stock_skus"]
     assert expected_alerts == 5
-    for shards in ("1", "2"):
-        run = result.details["by_shards"][shards]
+    for run_name, shards in (("1", 1), ("1-window-off", 1), ("2", 2)):
+        run = result.details["by_shards"][run_name]
         assert run["events"] == run["expected"] == 5_000, run
         assert run["counters"]["events_processed"] == 5_000
+        assert run["counters"].get("events_duplicate", 0) == 0
         assert run["counters"]["alerts_generated"] == expected_alerts
         assert 0 < run["seconds"] < run["waited_s"], run
         assert run["rate"] == pytest.approx(5_000 / run["seconds"])
-        assert len(run["per_shard"]) == int(shards)
+        assert len(run["per_shard"]) == shards
         assert all(s["events"] > 0 for s in run["per_shard"]), run["per_shard"]
+        # Every id of the topic went into the window, or none with the window off.
+        assert run["event_ids_remembered"] == (0 if "off" in run_name else 5_000)
     for row in result.rows:
         assert f"{expected_alerts} alerts ({expected_alerts} SKUs out of stock)" in row.note
+    off = result.rows[1]
+    assert off.metric.startswith("stream events/s, 1 shard(s), 500 SKUs, event-id window off")
+    assert off.anchor == result.rows[0].aurora  # beside the same run with the window on
+    on_over_off = result.details["window_on_over_off"]
+    assert on_over_off == pytest.approx(result.rows[0].aurora / off.aurora)
+    assert f"window on ÷ off = {on_over_off:.2f}" in off.metric
 
 
 def test_raw_producer_times_everything_but_its_first_record(stack) -> None:
@@ -124,3 +134,42 @@ def test_raw_producer_times_everything_but_its_first_record(stack) -> None:
     assert (produced.delivered, produced.timed) == (2_000, 1_999)
     assert produced.seconds > 0 and produced.rate == 1_999 / produced.seconds
     assert produce_raw(stack.settings.kafka_bootstrap, topic, []) == (0, 0, 0.0)
+
+
+def _target(stack, **kwargs):
+    from bench.common import Target
+
+    return Target(
+        settings=stack.settings, api_url=stack.base_url, ray_address=None, haproxy=False,
+        **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(240)
+def test_e2e_runs_with_the_event_id_window_on_then_off(stack) -> None:
+    """The same paced load twice, on two tenants whose shards (and warehouse sink) the scenario
+    starts itself: with the window on every event's id is in it; with it off none is."""
+    import dataclasses
+
+    from bench import scenario_e2e
+    from bench.common import Size
+
+    size = dataclasses.replace(Size.of(quick=True), e2e_rate=2_000, e2e_seconds=2.0)
+    result = scenario_e2e.run(_target(stack), size)
+
+    assert result.status == "ok", (result.reason, result.details)
+    on, off = result.details, result.details["window_off"]
+    for run in (on, off):
+        assert run["accepted"] == run["processed"] == 4_000, run
+        assert run["probes_seen"] == run["probes"] > 0, run
+        assert run["shards"] == stack.settings.shards_per_tenant
+        assert run["shard_cpu_seconds"] > 0
+    # The priming snapshots and every event of the load: each id inserted once.
+    assert on["event_ids_in_window"] == on["primed_skus"] + on["processed"]
+    assert off["event_ids_in_window"] == 0
+    assert [row.aurora is not None for row in result.rows] == [True] * 7
+    assert "event-id window off (idempotency_window_events=0)" in result.rows[3].metric
+    ratios = result.details["window_on_over_off"]
+    assert ratios["shard_cpu_per_event"] == pytest.approx(
+        result.rows[-1].aurora / result.rows[-1].anchor
+    )
