@@ -173,3 +173,71 @@ def test_e2e_runs_with_the_event_id_window_on_then_off(stack) -> None:
     assert ratios["shard_cpu_per_event"] == pytest.approx(
         result.rows[-1].aurora / result.rows[-1].anchor
     )
+
+
+@pytest.mark.timeout(240)
+def test_reads_fail_when_every_aurora_get_is_refused(stack, monkeypatch) -> None:
+    """The symptom: every Aurora GET answered 401 (a token the API does not take) and the
+    scenario still read "ok", the errors only in the p99 note."""
+    import dataclasses
+
+    from bench import scenario_reads
+    from bench.common import Size
+
+    real_open, real_closed = scenario_reads.open_loop_gets, scenario_reads.closed_loop_gets
+
+    def bad_token(headers):  # only Aurora's requests carry a token; the anchors none
+        return {"Authorization": "Bearer not-a-token"} if headers else None
+
+    monkeypatch.setattr(
+        scenario_reads, "open_loop_gets",
+        lambda url, headers=None, **kw: real_open(url, headers=bad_token(headers), **kw),
+    )  # fmt: skip
+    monkeypatch.setattr(
+        scenario_reads, "closed_loop_gets",
+        lambda url, headers=None, **kw: real_closed(url, headers=bad_token(headers), **kw),
+    )  # fmt: skip
+    size = dataclasses.replace(
+        Size.of(quick=True), read_rates=(20,), read_seconds=1.0, read_ingest_rate=1_000
+    )
+    result = scenario_reads.run(_target(stack), size)
+
+    assert result.status == "failed", result.details
+    assert result.reason.startswith("Aurora at 20 req/s: 20 of 20 requests failed (100.0%; "
+                                    "statuses {401: 20}")  # fmt: skip
+    assert "aurora closed loop:" in result.reason
+    assert "bare uvicorn" not in result.reason and "background ingest" not in result.reason
+    failed = next(
+        row for row in result.rows if row.metric.startswith("GET /v1/stock/alerts failed")
+    )
+    assert failed.aurora == 100.0 and failed.ok is False and failed.anchor == 0.0
+
+
+@pytest.mark.timeout(300)
+def test_backfill_fails_when_its_rerun_fails(stack, monkeypatch) -> None:
+    """The symptom: the re-run of the same file failed and the scenario stayed "ok"."""
+    import dataclasses
+
+    from bench import scenario_jobs
+    from bench.common import Size
+
+    real = scenario_jobs._backfill_once
+    calls: list[int] = []
+
+    def second_fails(target, size, tenant_id, path):
+        calls.append(1)
+        if len(calls) == 1:
+            return real(target, size, tenant_id, path)
+        tail = "INFO validating\nTraceback (most recent call last):\nRuntimeError: broker gone\n"
+        return 1, 0.5, tail, {}, 0.0
+
+    monkeypatch.setattr(scenario_jobs, "_backfill_once", second_fails)
+    size = dataclasses.replace(Size.of(quick=True), backfill_events=3_000)
+    result = scenario_jobs.run_backfill(_target(stack), size)
+
+    assert len(calls) == 2
+    assert result.status == "failed", result.details
+    assert result.reason == "the re-run failed: exit 1: RuntimeError: broker gone"
+    rerun = result.rows[-1]
+    assert rerun.aurora is None and rerun.ok is False
+    assert result.rows[0].aurora is not None  # the first run's figures are kept
