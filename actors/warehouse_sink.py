@@ -2,7 +2,8 @@
 
 The loop runs on a thread as in ``TenantShard``; the core is ``OrderSink`` (aurora_ray.warehouse).
 Ray restarts a dead sink (``max_restarts=-1``): it resumes from the offsets stored in Redis and
-replays a pending batch under the same batch id, so no row is written twice.
+replays a pending batch under the same batch id, so no row is written twice. A failing warehouse
+does not stop the loop: the core backs off and raises its alarm, which the metrics here carry.
 """
 
 from __future__ import annotations
@@ -45,6 +46,30 @@ class WarehouseSink:
             tag_keys=("tenant",),
         )
         self._rows.set_default_tags(tags)
+        self._failing = Gauge(
+            "warehouse_write_failing",
+            description="1 while the tenant's warehouse writes fail (the sink backs off), else 0",
+            tag_keys=("tenant",),
+        )
+        self._failing.set_default_tags(tags)
+        self._buffered = Gauge(
+            "warehouse_buffered_records",
+            description="Topic records the warehouse sink holds, not yet written",
+            tag_keys=("tenant",),
+        )
+        self._buffered.set_default_tags(tags)
+        self._failures = Counter(
+            "warehouse_write_failures_total",
+            description="Failed warehouse write attempts (each retried after a back-off)",
+            tag_keys=("tenant",),
+        )
+        self._failures.set_default_tags(tags)
+        self._rejected = Counter(
+            "warehouse_records_rejected_total",
+            description="Records the warehouse could not take, dead-lettered with a reason",
+            tag_keys=("tenant",),
+        )
+        self._rejected.set_default_tags(tags)
         self.sink = OrderSink(
             settings, tenant_id, store=RedisStore(settings.redis_url), on_delay=self._delay.set
         )
@@ -58,14 +83,25 @@ class WarehouseSink:
         while not self._stop.is_set():
             try:
                 with self._lock:
-                    before = self.sink.rows_written
+                    before = (self.sink.rows_written, self.sink.write_failures, self.sink.rejected)
                     self.sink.step(timeout=0.5)
-                    written = self.sink.rows_written - before
-                if written:
-                    self._rows.inc(written)
+                    self._record(before)
             except Exception:  # keep the loop alive; the failure shows in logs and health
                 log.exception("warehouse sink step failed; retrying in 1 s")
                 time.sleep(1.0)
+
+    def _record(self, before: tuple[int, int, int]) -> None:
+        sink = self.sink
+        for counter, old, new in zip(
+            (self._rows, self._failures, self._rejected),
+            before,
+            (sink.rows_written, sink.write_failures, sink.rejected),
+            strict=True,
+        ):
+            if new > old:
+                counter.inc(new - old)
+        self._failing.set(0.0 if sink.failing_since is None else 1.0)
+        self._buffered.set(float(sink.buffered))
 
     def health(self) -> dict[str, Any]:
         return self.sink.health()

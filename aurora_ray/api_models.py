@@ -11,6 +11,7 @@ __all__ = [
     "IngestAccepted",
     "LineErrorOut",
     "PredictionOut",
+    "RateLimitedOut",
     "StatusOut",
     "ThresholdsOut",
     "ThresholdUpdate",
@@ -47,6 +48,20 @@ class IngestAccepted(BaseModel):
 class LineErrorOut(BaseModel):
     line: int
     field: str
+    message: str
+
+
+class RateLimitedOut(BaseModel):
+    """A refusal of the tenant's rate limit (ADR-010): ``429`` to retry after ``Retry-After``
+    seconds, ``413`` for a request that no bucket could ever hold."""
+
+    error: Literal["rate_limited", "over_rate_limit_capacity"]
+    bucket: Literal["requests", "events_peak", "events"] = Field(
+        description="the bucket that refused: requests, events_peak (the peak events/s, one "
+        "second's worth) or events (the sustained events/s and its burst allowance)"
+    )
+    limit: int = Field(description="the most tokens the bucket holds (RateLimit-Limit)")
+    rate_per_s: float = Field(description="tokens the bucket gains a second")
     message: str
 
 

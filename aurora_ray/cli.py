@@ -209,6 +209,102 @@ def tenants_create(
     console.print("[yellow]The secret is shown once; it is stored hashed.[/]")
 
 
+def _show_limits(settings: Settings, tenant: str, limits: Any, as_json: bool) -> None:
+    buckets = limits.buckets(settings)
+    if as_json:
+        record = {
+            "tenant_id": tenant,
+            "requests_per_s": limits.requests_per_s,
+            "events_per_s": limits.events_per_s,
+            "events_peak_per_s": limits.events_peak_per_s,
+            "overridden": sorted(limits.overridden),
+            "enabled": settings.rate_limit_enabled,
+            "buckets": [
+                {"name": b.name, "rate_per_s": b.rate, "capacity": b.capacity} for b in buckets
+            ],
+        }
+        print(json.dumps(record))
+        return
+    table = Table("bucket", "rate / s", "holds", "set by")
+    sources = ("requests_per_s", "events_peak_per_s", "events_per_s")
+    for bucket, source in zip(buckets, sources, strict=True):
+        by = "tenant" if source in limits.overridden else "default"
+        table.add_row(bucket.name, f"{bucket.rate:,.6g}", f"{bucket.capacity:,.0f}", by)
+    console.print(table)
+    if not settings.rate_limit_enabled:
+        console.print("[yellow]the rate limiter is off (AURORA_RATE_LIMIT_ENABLED=false)[/]")
+
+
+def _limits_store(settings: Settings) -> Any:
+    from aurora_ray.adapters.redis_store import RedisStore
+
+    if not settings.redis_url:
+        err.print("[red]no Redis configured and no embedded stack running: run `aurora up`[/]")
+        raise typer.Exit(1)
+    return RedisStore(settings.redis_url)
+
+
+@tenants_app.command("limits")
+def tenants_limits(
+    tenant: Annotated[str, typer.Argument(help="tenant id")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Show the tenant's rate limits: each token bucket's rate and capacity, and whether the
+    tenant's own override or the default sets it."""
+    from aurora_ray.tenants import tenant_limits
+
+    settings = _settings()
+    try:
+        limits = tenant_limits(settings, _limits_store(settings), tenant)
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    _show_limits(settings, tenant, limits, as_json)
+
+
+@tenants_app.command("set-limits")
+def tenants_set_limits(
+    tenant: Annotated[str, typer.Argument(help="tenant id")],
+    requests_per_s: Annotated[
+        float | None, typer.Option("--requests-per-s", help="requests a second")
+    ] = None,
+    events_per_s: Annotated[
+        float | None, typer.Option("--events-per-s", help="events a second, sustained")
+    ] = None,
+    events_peak_per_s: Annotated[
+        float | None,
+        typer.Option(
+            "--events-peak-per-s",
+            help="events a second in a burst (default: the sustained rate times the default "
+            "peak/sustained ratio)",
+        ),
+    ] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="back to the defaults first")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Override the tenant's rate limits; every API replica applies them from its next request."""
+    from aurora_ray.tenants import set_tenant_limits
+
+    settings = _settings()
+    try:
+        limits = set_tenant_limits(
+            settings,
+            _limits_store(settings),
+            tenant,
+            requests_per_s=requests_per_s,
+            events_per_s=events_per_s,
+            events_peak_per_s=events_peak_per_s,
+            reset=reset,
+        )
+    except ValueError as exc:
+        err.print(f"[red]invalid limits:[/] {exc}")
+        raise typer.Exit(2) from exc
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    _show_limits(settings, tenant, limits, as_json)
+
+
 def _credentials(client_id: str | None, client_secret: str | None) -> tuple[str, str]:
     cid = client_id or os.environ.get("AURORA_CLIENT_ID")
     secret = client_secret or os.environ.get("AURORA_CLIENT_SECRET")

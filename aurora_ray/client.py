@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-__all__ = ["AuroraClient", "ApiError", "iter_ndjson_batches"]
+__all__ = ["AuroraClient", "ApiError", "iter_ndjson_batches", "retry_delay"]
 
 
 class ApiError(RuntimeError):
@@ -52,20 +53,33 @@ class AuroraClient:
         return {"Authorization": f"Bearer {self.token()}"}
 
     def post_events(self, ndjson: bytes, *, compress: bool = True, retries: int = 5) -> int:
-        """Send one NDJSON batch; retries 503/429 with back-off; returns the accepted count."""
+        """Send one NDJSON batch; returns the accepted count.
+
+        A batch carries an ``Idempotency-Key`` of its own, so it is retried safely: on ``429``
+        and ``503`` (after ``Retry-After``), on any other ``5xx`` (Serve's proxy answers ``500``
+        to a request whose replica died under it) and on a broken connection, with back-off.
+        The shards apply each ``event_id`` once besides."""
         headers = {**self._headers(), "Content-Type": "application/x-ndjson"}
+        headers["Idempotency-Key"] = str(uuid.uuid4())
         body = ndjson
         if compress:
             body = gzip.compress(ndjson, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         for attempt in range(retries + 1):
-            response = self.http.post("/v1/ingest/events", content=body, headers=headers)
+            last = attempt == retries
+            try:
+                response = self.http.post("/v1/ingest/events", content=body, headers=headers)
+            except httpx.TransportError:
+                if last:
+                    raise
+                time.sleep(_backoff(attempt))
+                continue
             if response.status_code == 202:
                 return int(response.json()["accepted"])
-            if response.status_code in (429, 503) and attempt < retries:
-                time.sleep(min(8.0, 0.25 * 2**attempt))
+            if (response.status_code == 429 or response.status_code >= 500) and not last:
+                time.sleep(retry_delay(response, attempt))
                 continue
-            raise ApiError(response.status_code, response.json())
+            raise ApiError(response.status_code, _body(response))
         raise AssertionError("unreachable")
 
     def alerts(self, **params: Any) -> list[dict[str, Any]]:
@@ -80,6 +94,29 @@ class AuroraClient:
 
     def put(self, path: str, json: Any) -> httpx.Response:
         return self.http.put(path, json=json, headers=self._headers())
+
+
+def _backoff(attempt: int) -> float:
+    return min(8.0, 0.25 * 2.0**attempt)
+
+
+def _body(response: httpx.Response) -> Any:
+    """JSON, or the text of a body that is not (Serve's own 503 of an overloaded queue)."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def retry_delay(response: httpx.Response, attempt: int) -> float:
+    """Exponential back-off from 0.25 s, or the server's ``Retry-After`` (whole seconds) when
+    it asks for longer; never over 30 s."""
+    backoff = _backoff(attempt)
+    try:
+        asked = float(response.headers.get("retry-after", 0))
+    except ValueError:  # an HTTP date: not sent by Aurora; fall back to the back-off
+        asked = 0.0
+    return float(min(30.0, max(backoff, asked)))
 
 
 def iter_ndjson_batches(path: Path, batch_lines: int) -> Iterator[tuple[bytes, int, int]]:

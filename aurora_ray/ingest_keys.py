@@ -6,8 +6,9 @@ body, its retry is answered with the first request's answer (``Idempotent-Replay
 nothing is produced again. The key belongs to the tenant and lives ``idempotency_key_ttl_s``
 (24 h). While the first request is still running, a retry gets ``409`` with ``Retry-After: 1``;
 the same key with another body gets ``422``. Only final answers are kept: an accepted request
-(``202``) and a refused one (``4xx``: the same body would be refused again). A ``503`` (the broker
-did not acknowledge) releases the key, so the retry runs again.
+(``202``) and one refused for its content (``400``, ``403``, ``413``, ``415``: the same body would
+be refused again). A ``429`` (rate limited) or a ``5xx`` (the broker did not acknowledge)
+releases the key, so the retry runs again.
 
 Without the header, a retry is still applied once per ``event_id`` by the shards (see
 :mod:`aurora_ray.domain.idempotency`); the key also spares the broker and the shards the copy.
@@ -147,6 +148,9 @@ class Answer:
 
 
 _KEPT_HEADERS = frozenset({"deprecation", "warning"})
+# Answers a retry of the same body would get again: kept. A 429 (the tenant's rate limit) or a
+# 5xx is not, so the retry runs again.
+_FINAL = frozenset({202, 400, 403, 413, 415})
 
 
 async def answer_once(
@@ -181,7 +185,7 @@ async def answer_once(
         return Answer(422, json.dumps(body).encode())
     answer = await run()
     try:
-        if 200 <= answer.status < 500:
+        if answer.status in _FINAL:
             kept = {k: v for k, v in answer.headers.items() if k.lower() in _KEPT_HEADERS}
             await keys.complete(
                 tenant_id, key, status=answer.status, body=answer.body, headers=kept

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aurora_ray.adapters.kafka import TopicAdmin
+from aurora_ray.adapters.rate_limit import LIMIT_FIELDS
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.auth import (
     ALL_SCOPES,
@@ -17,9 +18,18 @@ from aurora_ray.auth import (
     new_client_credentials,
     verify_secret,
 )
+from aurora_ray.ratelimit import TenantLimits, validate_overrides
 from aurora_ray.settings import Settings
 
-__all__ = ["NewTenant", "Region", "Tier", "create_tenant", "grant_token"]
+__all__ = [
+    "NewTenant",
+    "Region",
+    "Tier",
+    "create_tenant",
+    "grant_token",
+    "set_tenant_limits",
+    "tenant_limits",
+]
 
 Region = Literal["eu-central-1", "us-east-1"]
 Tier = Literal["standard", "premium"]
@@ -108,3 +118,50 @@ def fit_demand_calendar(
     profile = fit_week_profile(ts, qty)
     store.put_demand_calendar(tenant_id, profile)
     return profile, table.num_rows
+
+
+def tenant_limits(settings: Settings, store: RedisStore, tenant_id: str) -> TenantLimits:
+    """The tenant's rate limits: the defaults of ``settings`` with its overrides."""
+    if store.tenant(tenant_id) is None:
+        raise LookupError(f"no tenant {tenant_id!r} (`aurora tenants create` makes one)")
+    return TenantLimits.resolve(settings, store.rate_limit_overrides(tenant_id))
+
+
+def set_tenant_limits(
+    settings: Settings,
+    store: RedisStore,
+    tenant_id: str,
+    *,
+    requests_per_s: float | None = None,
+    events_per_s: float | None = None,
+    events_peak_per_s: float | None = None,
+    reset: bool = False,
+) -> TenantLimits:
+    """Override the tenant's rates (``reset``: drop its overrides first, back to the
+    defaults), at once on every API replica; returns the limits now in force. ``LookupError``
+    for an unknown tenant, ``ValueError`` naming a bad value."""
+    if store.tenant(tenant_id) is None:
+        raise LookupError(f"no tenant {tenant_id!r} (`aurora tenants create` makes one)")
+    changes = validate_overrides(
+        {
+            "requests_per_s": requests_per_s,
+            "events_per_s": events_per_s,
+            "events_peak_per_s": events_peak_per_s,
+        }
+    )
+    if not changes and not reset:
+        raise ValueError(
+            "nothing to set: give --requests-per-s, --events-per-s or --events-peak-per-s "
+            "(or --reset for the defaults)"
+        )
+    overrides = {} if reset else store.rate_limit_overrides(tenant_id)
+    overrides.update(changes)
+    limits = TenantLimits.resolve(settings, overrides)
+    peak = overrides.get("events_peak_per_s")
+    if peak is not None and peak < limits.events_per_s:
+        raise ValueError(
+            f"events_peak_per_s ({peak:g}) must not be below events_per_s ({limits.events_per_s:g})"
+        )
+    dropped: dict[str, float | None] = dict.fromkeys(LIMIT_FIELDS) if reset else {}
+    store.put_rate_limit_overrides(tenant_id, {**dropped, **changes})
+    return limits

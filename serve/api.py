@@ -12,7 +12,9 @@ from aurora_ray import __version__
 from serve import routes_auth, routes_backfill, routes_export, routes_ingest, routes_stock
 from serve.context import ApiContext
 from serve.fast_alerts import FastAlerts
+from serve.limits import RATE_LIMITED, RateLimited, RateLimitHeaders, on_rate_limited
 from serve.metrics import ApiMetrics
+from serve.unavailable import StoreUnavailable
 
 DESCRIPTION = """Real-time per-SKU stock-out prediction.
 
@@ -38,14 +40,20 @@ def create_api(
         servers=[{"url": "/", "description": "this server; the API lives under /v1"}],
     )
     app.state.ctx = ctx
+    app.state.metrics = metrics
     auth = routes_auth.router(ray_health)
     app.include_router(auth, prefix="/v1")
     app.include_router(routes_ingest.router(metrics), prefix="/v1")
-    app.include_router(routes_backfill.router(), prefix="/v1")
-    app.include_router(routes_stock.router(), prefix="/v1")
+    # Every route a tenant's token reaches is rate limited (ADR-010).
+    app.include_router(routes_backfill.router(), prefix="/v1", responses=RATE_LIMITED)
+    app.include_router(routes_stock.router(), prefix="/v1", responses=RATE_LIMITED)
+    app.include_router(routes_export.router(), prefix="/v1", responses=RATE_LIMITED)
+    app.add_exception_handler(RateLimited, on_rate_limited)
+    # Inside the fast path, which puts the headers on its own answers.
+    app.add_middleware(RateLimitHeaders)
     if fast_reads:
-        app.add_middleware(FastAlerts, ctx=ctx)
-    app.include_router(routes_export.router(), prefix="/v1")
+        app.add_middleware(FastAlerts, ctx=ctx, metrics=metrics)
+    app.add_middleware(StoreUnavailable)  # added last: outside every other middleware
     # Health checks also answer at the root, outside the versioned API.
     root_status = next(r for r in auth.routes if isinstance(r, APIRoute) and r.path == "/status")
     assert isinstance(root_status, APIRoute)  # noqa: S101 - narrows the type for mypy

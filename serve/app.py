@@ -53,10 +53,22 @@ class FullPathRouting:
         await self.app(scope, receive, send)
 
 
+# Overload is refused fast, not queued without bound: past this many requests waiting for a
+# replica (at each caller: Serve's proxy, or each replica behind the HAProxy ingress) Serve
+# answers 503 with Retry-After: 1, which clients retry (docs/architecture.md, "Rate limits").
+# About 0.2-0.3 s of a replica's measured throughput: ~1,000 reads/s, ~115 ingest requests/s
+# of 1,000 events. configs/serve.yaml says the same (tests/unit/test_configs.py).
+API_MAX_QUEUED_REQUESTS = 200
+INGEST_MAX_QUEUED_REQUESTS = 32
+BACKPRESSURE = {"status_code": 503, "retry_after_s": 1}
+
+
 @serve.deployment(
     name="AuroraAPI",
     ray_actor_options={"num_cpus": 0},
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8},
+    max_queued_requests=API_MAX_QUEUED_REQUESTS,
+    backpressure_config=BACKPRESSURE,
 )
 @serve.ingress()
 class AuroraAPI:
@@ -93,5 +105,6 @@ def build_ingest_app(args: dict[str, Any] | None = None) -> Application:
     deployment = AuroraAPI.options(  # type: ignore[attr-defined]
         name="AuroraIngest",
         autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4},
+        max_queued_requests=INGEST_MAX_QUEUED_REQUESTS,
     )
     return deployment.bind(_settings(args), mounted_at=INGEST_ROUTE_PREFIX)  # type: ignore[no-any-return]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from aurora_ray.adapters.kafka import BatchProducer, TopicAdmin
+from aurora_ray.adapters.rate_limit import RateLimitScript
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.auth import TokenIssuer
+from aurora_ray.ratelimit import RateLimiter
 from aurora_ray.settings import Settings
 
 _TOPIC_CACHE_S = 10.0
@@ -22,6 +25,14 @@ class ApiContext:
     issuer: TokenIssuer
     _topics: dict[str, int] = field(default_factory=dict)
     _topics_at: float = 0.0
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        """The tenants' rate limits (ADR-010), on a Redis connection of their own."""
+        script = RateLimitScript(
+            self.settings.redis_url, timeout=self.settings.rate_limit_timeout_s
+        )
+        return RateLimiter(self.settings, script)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiContext:

@@ -1,4 +1,4 @@
-"""Request dependencies: the bearer principal and scope checks.
+"""Request dependencies: the bearer principal, scope checks and the tenant's rate limit.
 
 They are ``async def`` because they never block (the token check is CPU only): FastAPI runs a
 plain ``def`` dependency in its thread pool, a thread hop per dependency per request, which
@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from aurora_ray.auth import AuthError, Principal
 from serve.context import ApiContext
+from serve.limits import SCOPE_KEY, RateLimited, admit
 
 _bearer = HTTPBearer(auto_error=False, description="OAuth2 client-credentials bearer token")
 
@@ -38,7 +39,11 @@ def _verify(request: Request, credentials: HTTPAuthorizationCredentials | None) 
         ) from exc
 
 
-def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+def require(scope: str, *, limited: bool = True) -> Callable[..., Awaitable[Principal]]:
+    """The token's principal, holding ``scope``; and, when ``limited``, one request charged to
+    its tenant's rate limit (``429`` over it). ``POST /v1/ingest/events`` charges its own, with
+    its events, once it knows them."""
+
     # One dependency level (it was check -> principal -> bearer): FastAPI spends ~30 us a request
     # on each level it solves, more than verifying a known token.
     async def check(
@@ -48,6 +53,11 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         who = _verify(request, credentials)
         if scope not in who.scopes:
             raise HTTPException(403, detail=f"the token lacks the scope {scope!r}")
+        if limited and SCOPE_KEY not in request.scope:  # not charged yet (by the fast path)
+            app = request.app
+            decision = await admit(request.scope, app.state.ctx, app.state.metrics, who.tenant_id)
+            if not decision.allowed:
+                raise RateLimited(decision)
         return who
 
     return check

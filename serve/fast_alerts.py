@@ -7,7 +7,8 @@ read and response (``aurora_ray.alerts_read``, ``routes_stock.alerts_response``)
 (no token or a bad one, a missing scope, a value the types refuse, a repeated or unknown
 parameter, another method or path, a bad cursor) goes on to the application and its FastAPI
 route, which gives the documented answer or error; the route also stays the one in the OpenAPI
-schema."""
+schema. A request it accepts is charged to the tenant's rate limit here, with the route's own
+answers (``serve.limits``), and never again by the route it may still hand over to."""
 
 from __future__ import annotations
 
@@ -17,13 +18,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aurora_ray.alerts_read import READ_SCOPE, accepted_query, bearer_principal, read_alerts
 from serve.context import ApiContext
+from serve.limits import admit, raw_headers, refusal
+from serve.metrics import ApiMetrics
 from serve.routes_stock import ALERTS_PATH, alerts_response
 
 
 class FastAlerts:
-    def __init__(self, app: ASGIApp, ctx: ApiContext, path: str = "/v1" + ALERTS_PATH) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        ctx: ApiContext,
+        metrics: ApiMetrics,
+        path: str = "/v1" + ALERTS_PATH,
+    ) -> None:
         self.app = app
         self.ctx = ctx
+        self.metrics = metrics
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,8 +61,14 @@ class FastAlerts:
         who = bearer_principal(authorization, self.ctx.issuer, READ_SCOPE)
         if who is None:
             return None
+        decision = await admit(request.scope, self.ctx, self.metrics, who.tenant_id)
+        if not decision.allowed:
+            return refusal(decision)
         try:
             page = await read_alerts(self.ctx.store, who.tenant_id, query)
         except ValueError:  # a bad cursor: the route names it
             return None
-        return alerts_response(request, page)
+        response = alerts_response(request, page)
+        if decision.headers:
+            response.raw_headers.extend(raw_headers(decision))
+        return response

@@ -17,6 +17,7 @@ from aurora_ray.ingest import IngestError, decode_body, prepare_ingest
 from aurora_ray.ingest_keys import HEADER, Answer, IdempotencyKeys, answer_once, fingerprint
 from serve.context import ApiContext
 from serve.deps import context, require
+from serve.limits import RATE_LIMITED, admit, refusal
 from serve.metrics import ApiMetrics
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,14 @@ def router(metrics: ApiMetrics) -> APIRouter:
         responses={
             400: {"model": list[LineErrorOut], "description": "bad lines; nothing was produced"},
             403: {"description": "a line's tenant_id is not the token's"},
-            413: {"description": "body over the size limit"},
+            413: {
+                "description": "body over the size limit, or more events than the tenant's "
+                "events bucket ever holds (`over_rate_limit_capacity`: split the batch)"
+            },
             415: {"description": "not NDJSON"},
             409: {"description": "a request with the same Idempotency-Key is still running"},
             422: {"description": "the Idempotency-Key was used with another body"},
+            **RATE_LIMITED,
             503: {"description": "the broker did not acknowledge; nothing may be assumed kept"},
         },
         openapi_extra={
@@ -48,7 +53,7 @@ def router(metrics: ApiMetrics) -> APIRouter:
     )
     async def ingest_events(
         request: Request,
-        who: Principal = Depends(require("events:write")),  # noqa: B008
+        who: Principal = Depends(require("events:write", limited=False)),  # noqa: B008
         ctx: ApiContext = Depends(context),  # noqa: B008
         idempotency_key: str | None = Header(  # noqa: B008
             None,
@@ -60,7 +65,10 @@ def router(metrics: ApiMetrics) -> APIRouter:
 
         With an `Idempotency-Key`, a retry of the same body is answered with the first answer
         (`Idempotent-Replayed: true`) and nothing is produced again; without one, the shards
-        still apply each `event_id` once. See docs/architecture.md, "Delivery guarantees"."""
+        still apply each `event_id` once. See docs/architecture.md, "Delivery guarantees".
+
+        Rate limited after validation: a request that would be accepted takes one request token
+        and one events token per event; one refused for its content takes a request token."""
         if idempotency_key is None:
             return await _ingest(request, who, ctx, metrics)
 
@@ -101,7 +109,7 @@ def router(metrics: ApiMetrics) -> APIRouter:
 
 async def _ingest(
     request: Request, who: Principal, ctx: ApiContext, metrics: ApiMetrics
-) -> JSONResponse:
+) -> Response:
     """Decode, validate, produce and wait for every acknowledgement."""
     settings = ctx.settings
     received_ms = int(time.time() * 1000)
@@ -124,8 +132,17 @@ async def _ingest(
         )
     except IngestError as exc:
         # Every line of a refused request counts (all or nothing); 1 if never parsed.
-        metrics.refused(who.tenant_id, max(1, exc.rejected_lines), f"http_{exc.status}")
+        lines = max(1, exc.rejected_lines)
+        decision = await admit(request.scope, ctx, metrics, who.tenant_id)
+        if not decision.allowed:
+            metrics.refused(who.tenant_id, lines, "rate_limited")
+            return refusal(decision)
+        metrics.refused(who.tenant_id, lines, f"http_{exc.status}")
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+    decision = await admit(request.scope, ctx, metrics, who.tenant_id, events=prepared.accepted)
+    if not decision.allowed:
+        metrics.refused(who.tenant_id, prepared.accepted, "rate_limited")
+        return refusal(decision)
     topic = settings.topic_for(who.tenant_id)
     try:
         exists = ctx.topic_exists(topic)

@@ -22,6 +22,9 @@ class Stack:
     base_url: str
     data_dir: Path
     dashboard_url: str  # Ray's dashboard: the job submission API (backfill, retrain)
+    # The session's Valkey: a fault test restarts it (same port and data), and leaves the one
+    # running here for the teardown to stop.
+    valkey: Any = None
 
 
 @dataclass
@@ -75,14 +78,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
     )
     port = free_port()
+    session: Stack | None = None
     try:
         stack_mod.deploy(settings.model_copy(update={"http_port": port}), http_port=port)
-        yield Stack(
+        session = Stack(
             settings=settings,
             base_url=f"http://127.0.0.1:{port}",
             data_dir=data_dir,
             dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+            valkey=valkey,
         )
+        yield session
     finally:
         try:
             supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
@@ -93,7 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
         tansu.stop()
-        valkey.stop()
+        (session.valkey if session is not None else valkey).stop()
 
 
 def new_tenant(stack: Stack, name: str) -> TenantClient:

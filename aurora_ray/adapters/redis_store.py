@@ -23,6 +23,10 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:t:{t}:idem:{key hash}``   hash: an ``Idempotency-Key``'s request fingerprint and answer
 ``aurora:t:{t}:shard:{shard}``     hash: shard health (heartbeat, lag, last checkpoint)
 ``aurora:t:{t}:counters``          hash of event counters
+``aurora:t:{t}:limits``            hash: the tenant's rate-limit overrides (``requests_per_s``,
+                                   ``events_per_s``, ``events_peak_per_s``)
+``aurora:t:{t}:ratelimit``         hash: its token buckets' levels and times (expires when
+                                   full; :mod:`aurora_ray.adapters.rate_limit`)
 =================================  ==========================================================
 
 Alert members start with their ``alert_id`` so that Redis' lexicographic order of equal scores is
@@ -42,6 +46,7 @@ import redis
 import redis.asyncio
 from redis.commands.core import Script
 
+from aurora_ray.adapters.rate_limit import LIMIT_FIELDS, limits_key
 from aurora_ray.adapters.resp import RespClient
 from aurora_ray.adapters.resp import supports as resp_supports
 from aurora_ray.domain.alerts import AlertRecord
@@ -413,6 +418,29 @@ class RedisStore:
     def counters(self, tenant_id: str) -> dict[str, int]:
         raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "counters")))
         return {k.decode(): int(v) for k, v in raw.items()}
+
+    # -- rate limits (ADR-010) -------------------------------------------------------------
+    def rate_limit_overrides(self, tenant_id: str) -> dict[str, float]:
+        """The tenant's overrides of the default rates (the limiter's script reads them too)."""
+        raw = cast(dict[bytes, bytes], self.client.hgetall(limits_key(tenant_id)))
+        out = {k.decode(): float(v) for k, v in raw.items()}
+        return {name: out[name] for name in LIMIT_FIELDS if name in out}
+
+    def put_rate_limit_overrides(self, tenant_id: str, values: Mapping[str, float | None]) -> None:
+        """Set overrides (a number) or drop them (None), in one transaction; every replica's
+        next request sees them."""
+        unknown = set(values) - set(LIMIT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown rate-limit fields: {sorted(unknown)}")
+        key = limits_key(tenant_id)
+        pipe = self.client.pipeline(transaction=True)
+        kept = {name: repr(float(v)) for name, v in values.items() if v is not None}
+        dropped = [name for name, v in values.items() if v is None]
+        if kept:
+            pipe.hset(key, mapping=kept)  # type: ignore[arg-type]
+        if dropped:
+            pipe.hdel(key, *dropped)
+        pipe.execute()
 
     # -- reads ---------------------------------------------------------------------------------
     def alerts(

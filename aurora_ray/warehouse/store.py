@@ -176,10 +176,7 @@ class Warehouse:
                 f"batch_id {batch_id!r} must be 1-200 characters of letters, digits, '.', '_', "
                 "'=', '-', starting with a letter or digit"
             )
-        _check_tenant(tenant_id)
-        if table_name == FACT_ORDER:
-            check_prices(table)
-        conformed = conform(table_name, tenant_id, table)
+        conformed = self.prepare(table_name, tenant_id, table)
         result = WriteResult(table_name, tenant_id, batch_id)
         if table_name == FACT_ORDER:
             result.max_delay_s = max_delay_s(conformed)
@@ -218,6 +215,29 @@ class Warehouse:
                 result.days.append(day)
             result.files.append(self._write_file(folder, batch_id, part.select(keep)))
         return result
+
+    def prepare(self, table_name: str, tenant_id: str, table: pa.Table) -> pa.Table:
+        """``table`` as :meth:`write` stores it (the data-quality rules applied, cast to the
+        table's schema), or the data error the write would raise; touches no storage.
+
+        Every error raised here is the data's (the same table always fails the same way); an
+        ``OSError`` from :meth:`write` is the storage's, and a retry may succeed."""
+        _check_table(table_name)
+        _check_tenant(tenant_id)
+        if table_name == FACT_ORDER:
+            check_prices(table)
+        return conform(table_name, tenant_id, table)
+
+    def check(self, table_name: str, tenant_id: str, table: pa.Table) -> None:
+        """Raise what :meth:`write` would raise for this data, writing nothing: :meth:`prepare`
+        and the Parquet encoding, into memory. The warehouse sink uses it to tell the rows of a
+        failed write that the warehouse refuses from a failing store."""
+        conformed = self.prepare(table_name, tenant_id, table)
+        pq.write_table(
+            conformed.select(file_schema(table_name).names),
+            pa.BufferOutputStream(),
+            compression="snappy",
+        )
 
     def write_fact_order(self, tenant_id: str, table: pa.Table, *, batch_id: str) -> WriteResult:
         return self.write(FACT_ORDER, tenant_id, table, batch_id=batch_id)
@@ -426,7 +446,15 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
     if column.type == target:
         return column
     if pa.types.is_decimal(target) and pa.types.is_floating(column.type):
-        column = pc.round(column, 2)
+        column = pc.round(column, target.scale)
+        # The unsafe cast (it lets the rounded floats' binary noise go) would turn a value too
+        # large for the precision into garbage (1e12 as DECIMAL(10, 2) reads 0.00): refuse it.
+        limit = 10.0 ** (target.precision - target.scale)
+        fits = pc.and_kleene(pc.is_finite(column), pc.less(pc.abs(column), limit))
+        if not pc.all(fits).as_py():
+            first = pc.indices_nonzero(pc.invert(pc.fill_null(fits, True))).to_pylist()[0]
+            value = column[first].as_py()
+            raise pa.ArrowInvalid(f"row {first}: {value} does not fit {target}")
         return pc.cast(column, target, safe=False)
     if (
         pa.types.is_timestamp(target)

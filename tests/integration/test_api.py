@@ -440,3 +440,53 @@ def test_invalid_per_sku_threshold_is_422(tenant) -> None:
     finally:
         api.put("/v1/settings/thresholds", json={"skus": {"BAD-X": None}})
     assert not accepted, f"out-of-range per-SKU thresholds accepted: {accepted}; stored {stored}"
+
+
+def test_an_overloaded_deployment_answers_503_with_retry_after_not_an_endless_queue(
+    stack,
+) -> None:
+    """Serve's queue bound as the API's deployments configure it (serve.app.BACKPRESSURE), on a
+    deployment of one slot and one queue place: what is past the queue is answered at once with
+    a retryable 503 and Retry-After: 1 (Ray 2.60), while the admitted requests complete."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray import serve
+
+    from serve.app import BACKPRESSURE
+
+    @serve.deployment(
+        max_ongoing_requests=1,
+        max_queued_requests=1,
+        backpressure_config=BACKPRESSURE,
+        ray_actor_options={"num_cpus": 0},
+    )
+    class Slow:
+        async def __call__(self, _request: Any) -> str:
+            import asyncio
+
+            await asyncio.sleep(1.5)
+            return "done"
+
+    serve.run(Slow.bind(), name="backpressure-test", route_prefix="/backpressure-test")
+    try:
+        url = f"{stack.base_url}/backpressure-test"
+
+        def get(_: int) -> tuple[int, str | None, float]:
+            start = time.monotonic()
+            response = httpx.get(url, timeout=60)
+            return (
+                response.status_code,
+                response.headers.get("retry-after"),
+                (time.monotonic() - start),
+            )
+
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(get, range(6)))
+    finally:
+        serve.delete("backpressure-test")
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses.count(200) >= 1 and statuses.count(503) >= 3, results
+    assert set(statuses) <= {200, 503}, results
+    for status, retry_after, seconds in results:
+        if status == 503:
+            assert retry_after == "1" and seconds < 1.0, results  # refused at once

@@ -7,6 +7,7 @@ through ``RedisStore.write_outputs``, thresholds, /status, the retired /v1/inges
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import gzip
 import json
@@ -26,14 +27,16 @@ from fastapi.testclient import TestClient
 
 from aurora_ray import __version__
 from aurora_ray.adapters.kafka import BatchProducer, TopicAdmin
+from aurora_ray.adapters.rate_limit import RateLimitScript
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.auth import ALL_SCOPES, TokenIssuer, hash_secret, new_client_credentials
 from aurora_ray.domain.alerts import AlertRecord, alert_id_for, iso_utc
 from aurora_ray.domain.events import decode_stream_events
 from aurora_ray.embedded import free_port
+from aurora_ray.ratelimit import RateLimiter
 from aurora_ray.settings import Settings
 from aurora_ray.stream import ShardProcessor
-from aurora_ray.tenants import NewTenant, create_tenant
+from aurora_ray.tenants import NewTenant, create_tenant, set_tenant_limits
 from aurora_ray.testing import envelope, ndjson, order, sku_upserted, stock_snapshot
 from serve import deps
 from serve.api import create_api
@@ -71,6 +74,10 @@ class RecordingMetrics(ApiMetrics):
     def refused(self, tenant_id: str, n: int, reason: str) -> None:
         self.calls.append(("refused", tenant_id, n, reason))
         super().refused(tenant_id, n, reason)
+
+    def failed_open(self) -> None:
+        self.calls.append(("failed_open", "", 1, None))
+        super().failed_open()
 
     def of(self, tenant_id: str) -> list[tuple[str, int, str | None]]:
         return [(kind, n, reason) for kind, t, n, reason in self.calls if t == tenant_id]
@@ -625,6 +632,121 @@ def test_ingest_is_503_when_the_broker_is_unreachable(
     assert response.headers.get("Retry-After")
 
 
+def test_ingest_over_the_tenants_events_limit_is_429_and_produces_nothing(
+    services: Services,
+) -> None:
+    # No burst allowance (events_peak_s 0): the sustained bucket holds what the peak one does,
+    # and refills at 0.01 events/s here, so the test does not depend on the broker's speed.
+    app = _app(services, rate_limit_events_peak_s=0)
+    api = next(app)
+    who, other = new_tenant(api, "ingest-limited"), new_tenant(api, "ingest-unlimited")
+    bearer, other_bearer = token(api, who), token(api, other)
+    tid = who.tenant_id
+    set_tenant_limits(api.settings, api.ctx.store, tid, events_per_s=0.01, events_peak_per_s=10)
+
+    response = post_events(api, bearer, ndjson(sales(tid, 10)))
+    assert response.status_code == 202, response.text
+    assert response.headers["RateLimit-Limit"] == "10"
+    assert response.headers["RateLimit-Remaining"] == "0"
+    response = post_events(api, bearer, ndjson(sales(tid, 5)))
+    assert response.status_code == 429, response.text
+    body = response.json()
+    assert (body["error"], body["bucket"], body["limit"]) == ("rate_limited", "events", 10)
+    assert body["rate_per_s"] == 0.01
+    assert 450 <= int(response.headers["Retry-After"]) <= 500  # 5 events at 0.01/s
+    assert response.headers["RateLimit-Limit"] == "10"
+    assert response.headers["RateLimit-Remaining"] == "0"
+    # Larger than the bucket ever holds: 413, split it, and never a Retry-After.
+    response = post_events(api, bearer, ndjson(sales(tid, 11)))
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "over_rate_limit_capacity"
+    assert "batches of at most 10 events" in response.json()["message"]
+    assert "Retry-After" not in response.headers
+    assert len(on_topic(api, tid, 10)) == 10  # only the admitted request's events
+    assert ("refused", 5, "rate_limited") in api.metrics.of(tid)
+    # Another tenant is not affected.
+    response = post_events(api, other_bearer, ndjson(sales(other.tenant_id, 50)))
+    assert response.status_code == 202, response.text
+    assert response.headers["RateLimit-Limit"] == "45000"
+    with contextlib.suppress(StopIteration):
+        next(app)
+
+
+def test_ingest_over_the_tenants_requests_limit_is_429_even_for_a_bad_body(api: Api) -> None:
+    who = new_tenant(api, "ingest-requests")
+    bearer, tid = token(api, who), who.tenant_id
+    set_tenant_limits(api.settings, api.ctx.store, tid, requests_per_s=0.01)  # holds 1
+    bad = envelope(tid, "order.created", {"sku": "S", "warehouse": "W", "qty": 0})
+    response = post_events(api, bearer, ndjson([bad]))
+    assert response.status_code == 400  # refused for its content: one request token
+    assert response.headers["RateLimit-Remaining"] == "0"  # it was admitted, and charged
+    response = post_events(api, bearer, ndjson(sales(tid, 1)))
+    assert response.status_code == 429, response.text
+    assert response.json()["bucket"] == "requests"
+    response = post_events(api, bearer, ndjson([bad]))
+    assert response.status_code == 429  # over the request rate, whatever the body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        *PROTECTED,
+        ("GET", "/v1/exports/alerts.csv", "alerts:read"),
+        ("GET", "/v1/ingest/backfill/no-such-backfill", "events:write"),
+    ],
+)
+def test_every_tenant_route_is_rate_limited(api: Api, method: str, path: str, scope: str) -> None:
+    who = new_tenant(api, "limited-route")
+    headers = auth(token(api, who))
+    set_tenant_limits(api.settings, api.ctx.store, who.tenant_id, requests_per_s=0.01)
+    first = call(api, method, path, who.tenant_id, headers)
+    assert first.status_code in (200, 202, 404), first.text
+    assert first.headers["RateLimit-Limit"] == "1"
+    assert first.headers["RateLimit-Remaining"] == "0"
+    second = call(api, method, path, who.tenant_id, headers)
+    assert second.status_code == 429, second.text
+    assert second.json()["bucket"] == "requests" and second.headers["Retry-After"]
+
+
+def test_a_rate_limiter_without_redis_lets_requests_through(services: Services) -> None:
+    """Fail open: the limiter's Redis refuses connections; reads and writes are answered as
+    without a limiter (never a 500), without RateLimit headers, and the metric counts it."""
+    settings = services.settings(jwt_secret=JWT_SECRET, rate_limit_timeout_s=0.2)
+    ctx = ApiContext.from_settings(settings)
+    ctx.limiter = RateLimiter(settings, RateLimitScript(closed_port_url(), timeout=0.2))
+    metrics = RecordingMetrics()
+    app = create_api(ctx, ray_health=_ok, metrics=metrics)
+    who = create_tenant(settings, ctx.store, ctx.admin, name="fail-open")
+    with TestClient(app, raise_server_exceptions=False) as http:
+        headers = auth(ctx.issuer.issue(tenant_id=who.tenant_id, client_id="c", scopes=ALL_SCOPES))
+        responses = [
+            http.get("/v1/stock/alerts", headers=headers),
+            http.get("/v1/stock/predictions", headers=headers),
+            http.post(
+                "/v1/ingest/events",
+                content=ndjson(sales(who.tenant_id, 3)),
+                headers={**headers, **NDJSON},
+            ),
+        ]
+    _close(ctx)
+    assert [r.status_code for r in responses] == [200, 200, 202], [r.text for r in responses]
+    assert not any("RateLimit-Limit" in r.headers for r in responses)
+    assert ("failed_open", "", 1, None) in metrics.calls
+
+
+def test_the_rate_limiter_can_be_turned_off(services: Services) -> None:
+    yield_api = _app(services, rate_limit_enabled=False)
+    off = next(yield_api)
+    who = new_tenant(off, "limiter-off")
+    set_tenant_limits(off.settings, off.ctx.store, who.tenant_id, requests_per_s=0.01)
+    bearer = token(off, who)
+    statuses = [off.http.get("/v1/stock/alerts", headers=auth(bearer)) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [200, 200, 200]
+    assert "RateLimit-Limit" not in statuses[0].headers
+    with contextlib.suppress(StopIteration):
+        next(yield_api)
+
+
 def test_ingested_events_flow_through_a_shard_to_the_read_routes(api: Api) -> None:
     """API -> topic -> ShardProcessor -> Redis -> API, in one process."""
     who = new_tenant(api, "end-to-end")
@@ -852,6 +974,61 @@ def test_the_alerts_fast_path_answers_as_the_route_does(
     assert routed == ["route"]
 
 
+def test_the_alerts_fast_path_refuses_over_the_rate_limit_as_the_route_does(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenant over its requests/s gets the same 429 (body, Retry-After, RateLimit-*) from the
+    fast path and from the FastAPI route; another tenant is not affected; a request is charged
+    once however it is answered."""
+    who, other = new_tenant(api, "alerts-limited"), new_tenant(api, "alerts-unlimited")
+    bearer, other_bearer = token(api, who), token(api, other)
+    set_tenant_limits(api.settings, api.ctx.store, who.tenant_id, requests_per_s=0.01)  # 1 held
+    slow_ctx = ApiContext.from_settings(api.settings)
+    route_only = create_api(slow_ctx, ray_health=_ok, metrics=api.metrics, fast_reads=False)
+    routed: list[str] = []
+    real_verify = deps._verify
+    monkeypatch.setattr(deps, "_verify", lambda *a: routed.append("route") or real_verify(*a))
+
+    first = api.http.get("/v1/stock/alerts", headers=auth(bearer))
+    assert first.status_code == 200 and routed == []
+    assert first.headers["RateLimit-Limit"] == "1"
+    assert first.headers["RateLimit-Remaining"] == "0"
+    assert 99 <= int(first.headers["RateLimit-Reset"]) <= 100
+    assert "Retry-After" not in first.headers
+    with TestClient(route_only) as slow:
+        for query in ("", "?limit=3", "?limit=0", "?cursor=not-a-cursor"):
+            got = api.http.get("/v1/stock/alerts" + query, headers=auth(bearer))
+            want = slow.get("/v1/stock/alerts" + query, headers=auth(bearer))
+            assert (got.status_code, got.content) == (want.status_code, want.content), query
+            assert got.status_code == 429, (query, got.text)
+            assert got.json() == {
+                "error": "rate_limited",
+                "bucket": "requests",
+                "limit": 1,
+                "rate_per_s": 0.01,
+                "message": got.json()["message"],
+            }
+            for response in (got, want):
+                assert 90 <= int(response.headers["Retry-After"]) <= 100
+                assert response.headers["RateLimit-Limit"] == "1"
+                assert response.headers["RateLimit-Remaining"] == "0"
+        assert routed.count("route") >= 4  # the route's own answers (slow app, bad queries)
+        # Another tenant reads as before, on both.
+        for http in (api.http, slow):
+            response = http.get("/v1/stock/alerts", headers=auth(other_bearer))
+            assert response.status_code == 200, response.text
+            assert response.headers["RateLimit-Limit"] == "15000"
+    _close(slow_ctx)
+    # A bad cursor is charged once: the fast path admits it, the route it hands over to names
+    # the cursor and does not charge again.
+    set_tenant_limits(api.settings, api.ctx.store, who.tenant_id, requests_per_s=1_000)
+    store = api.ctx.store.client
+    store.delete(f"aurora:t:{who.tenant_id}:ratelimit")
+    response = api.http.get("/v1/stock/alerts?cursor=not-a-cursor", headers=auth(bearer))
+    assert response.status_code == 400
+    assert response.headers["RateLimit-Remaining"] == "999"
+
+
 def test_filtered_alerts_behind_many_others_are_still_reachable(api: Api) -> None:
     who = new_tenant(api, "alerts-scan")
     bearer = token(api, who)
@@ -1073,6 +1250,16 @@ def test_docs_and_openapi(api: Api) -> None:
     alert_params = {p["name"] for p in paths["/v1/stock/alerts"]["get"]["parameters"]}
     assert {"sku", "warehouse", "since", "min_probability", "limit", "cursor"} <= alert_params
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    # Every route a tenant's token reaches documents its 429 and the headers that come with it.
+    for path, item in paths.items():
+        for method, operation in item.items():
+            limited = any("HTTPBearer" in sec for sec in operation.get("security", []))
+            assert ("429" in operation["responses"]) == limited, (method, path)
+            if limited:
+                documented = operation["responses"]["429"]
+                assert {"Retry-After", "RateLimit-Limit"} <= set(documented["headers"])
+    too_large = paths["/v1/ingest/events"]["post"]["responses"]["413"]["description"]
+    assert "split the batch" in too_large
 
 
 def test_openapi_operation_ids_are_unique(api: Api) -> None:

@@ -284,3 +284,65 @@ def test_tenants_calendar_fits_on_the_warehouse_orders_and_can_be_removed(stack)
     assert run("--json").stdout.strip() == "null"
     both = run("--fit", "--flat")
     assert both.returncode == 2 and "exclude each other" in both.stderr
+
+
+def test_tenants_set_limits_changes_what_the_api_allows_at_once(stack) -> None:
+    """`aurora tenants set-limits` through the session's Serve: the next request is limited on
+    both Serve applications (reads and ingest), `--reset` lifts it, `limits` shows it, and bad
+    input is refused with a message naming it."""
+    created = aurora(stack, "tenants", "create", "--name", "cli-limits", "--json")
+    assert created.returncode == 0, created.stderr
+    record = json.loads(created.stdout)
+    tid = record["tenant_id"]
+    shown = aurora(stack, "tenants", "limits", tid, "--json")
+    assert shown.returncode == 0, shown.stderr
+    limits = json.loads(shown.stdout)
+    assert (limits["requests_per_s"], limits["events_per_s"]) == (15_000, 30_000)
+    assert limits["events_peak_per_s"] == 45_000 and limits["overridden"] == []
+
+    result = aurora(stack, "tenants", "set-limits", tid, "--requests-per-s", "0.01", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["overridden"] == ["requests_per_s"]
+    table = aurora(stack, "tenants", "limits", tid)
+    assert table.returncode == 0 and "requests" in table.stdout and "tenant" in table.stdout
+
+    token = httpx.post(
+        f"{stack.base_url}/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(record["client_id"], record["client_secret"]),
+        timeout=60,
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    first = httpx.get(f"{stack.base_url}/v1/stock/alerts", headers=headers, timeout=60)
+    assert first.status_code == 200, first.text
+    assert first.headers["RateLimit-Limit"] == "1"
+    second = httpx.get(f"{stack.base_url}/v1/stock/alerts", headers=headers, timeout=60)
+    assert second.status_code == 429, second.text
+    assert second.json()["bucket"] == "requests" and int(second.headers["Retry-After"]) >= 90
+    body = ndjson([sku_upserted(tid, "CLI-LIM", "DE-HAM", 5, at=time.time() - 60)])
+    posted = httpx.post(
+        f"{stack.base_url}/v1/ingest/events",
+        content=body,
+        headers={**headers, "Content-Type": "application/x-ndjson"},
+        timeout=60,
+    )
+    assert posted.status_code == 429, posted.text  # the same bucket, from the other application
+
+    reset = aurora(stack, "tenants", "set-limits", tid, "--reset", "--json")
+    assert reset.returncode == 0 and json.loads(reset.stdout)["overridden"] == []
+    third = httpx.get(f"{stack.base_url}/v1/stock/alerts", headers=headers, timeout=60)
+    assert third.status_code == 200, third.text
+    assert third.headers["RateLimit-Limit"] == "15000"
+
+    for args, code, words in (
+        (("--requests-per-s", "-5"), 2, "requests_per_s"),
+        (("--events-per-s", "100", "--events-peak-per-s", "50"), 2, "below events_per_s"),
+        ((), 2, "nothing to set"),
+    ):
+        bad = aurora(stack, "tenants", "set-limits", tid, *args)
+        assert bad.returncode == code, (args, bad.stdout, bad.stderr)
+        assert words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    unknown = aurora(stack, "tenants", "set-limits", "no-such-tenant", "--requests-per-s", "5")
+    assert unknown.returncode == 1 and "no tenant" in unknown.stderr
+    assert aurora(stack, "tenants", "limits", "no-such-tenant").returncode == 1
+    assert json.loads(aurora(stack, "tenants", "limits", tid, "--json").stdout)["overridden"] == []

@@ -179,3 +179,60 @@ def test_a_batch_posted_three_times_without_a_key_is_folded_once(
     ).json()[0]
     assert prediction["on_hand"] == 90
     proc.close()
+
+
+# -- Redis down: 503, never 500 --------------------------------------------------------------------
+def test_without_redis_every_route_needing_it_is_a_503_and_ingest_goes_on(
+    services: Services, api: Api
+) -> None:
+    tenant = new_tenant(api, "redis-down")  # topic created while Redis was up
+    for down in _app(services, redis_url=closed_port_url()):
+        bearer = down.ctx.issuer.issue(
+            tenant_id=tenant.tenant_id,
+            client_id=tenant.client_id,
+            scopes=frozenset({"events:write", "alerts:read", "settings:write"}),
+        )
+        headers = {"Authorization": f"Bearer {bearer}"}
+        calls = {
+            "alerts (fast path)": down.http.get("/v1/stock/alerts", headers=headers),
+            "alerts (route)": down.http.get(
+                "/v1/stock/alerts", params={"limit": "x"}, headers=headers
+            ),
+            "predictions": down.http.get("/v1/stock/predictions", headers=headers),
+            "thresholds": down.http.get("/v1/settings/thresholds", headers=headers),
+            "set thresholds": down.http.put(
+                "/v1/settings/thresholds", json={"default": 0.5}, headers=headers
+            ),
+            "token": down.http.post(
+                "/v1/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": tenant.client_id,
+                    "client_secret": tenant.client_secret,
+                },
+            ),
+            "export": down.http.get("/v1/exports/alerts.csv", headers=headers),
+        }
+        statuses = {name: r.status_code for name, r in calls.items()}
+        assert statuses == {
+            **dict.fromkeys(calls, 503),
+            "alerts (route)": 422,  # a bad parameter is named before Redis is asked
+        }, statuses
+        assert calls["predictions"].headers["retry-after"] == "5"
+        body = ndjson([sku_upserted(tenant.tenant_id, "A", "W", 5, at=time.time() - HOUR)])
+        assert post_events(down, bearer, body).status_code == 202
+
+
+def test_a_rate_limited_keyed_request_runs_again_when_retried(api: Api, tenant: NewTenant) -> None:
+    """A 429 is not an answer to keep: once the bucket allows it, the retry is processed."""
+    from aurora_ray.tenants import set_tenant_limits
+
+    bearer = token(api, tenant)
+    body = retry_batch(tenant.tenant_id)
+    set_tenant_limits(api.settings, api.ctx.store, tenant.tenant_id, requests_per_s=0.01)
+    post_events(api, bearer, body)  # takes the one request token the bucket holds
+    first = post_events(api, bearer, body, **{"Idempotency-Key": "k-429"})
+    assert first.status_code == 429, first.text
+    set_tenant_limits(api.settings, api.ctx.store, tenant.tenant_id, reset=True)
+    again = post_events(api, bearer, body, **{"Idempotency-Key": "k-429"})
+    assert again.status_code == 202 and "idempotent-replayed" not in again.headers

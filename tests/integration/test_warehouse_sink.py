@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -201,3 +202,51 @@ def test_backfilled_records_are_passed_over_and_their_offsets_advance(stack, tmp
     assert len(sink._buffer) == 0
     sink.close()
     producer.close()
+
+
+def test_the_sink_actor_raises_its_alarm_while_fact_order_fails_then_catches_up(
+    stack, make_tenant
+) -> None:
+    """On the real stack: the tenant's fact_order folder is a regular file (every write there
+    fails with an OSError); the actor keeps running, raises the alarm, and once the folder can
+    be made writes every order once and clears the alarm. The shards are not held back."""
+    import ray
+
+    from aurora_ray.warehouse.sink import failing_tenants
+
+    tenant = make_tenant("failing-warehouse")
+    tid = tenant.tenant_id
+    wh = Warehouse(stack.settings.warehouse_uri)
+    blocker = Path(stack.settings.warehouse_uri) / FACT_ORDER / f"tenant_id={tid}"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
+    store = RedisStore(stack.settings.redis_url)
+    now = time.time()
+    catalogue = [sku_upserted(tid, f"SKU-{i}", "DE-HAM", 500, at=now - 3600) for i in range(SKUS)]
+    orders = _orders(tid, 50, at=now - 60, prefix="f")
+    assert tenant.client.post_events(ndjson(catalogue + orders)) == SKUS + 50
+
+    def alarm() -> list[dict]:
+        return [a for a in failing_tenants(store) if a["tenant_id"] == tid]
+
+    [record] = wait_for(alarm, timeout=60, what="the warehouse alarm in Redis")
+    assert "Not a directory" in record["error"]
+    sink = ray.get_actor(f"tenant:{tid}:warehouse")
+    health = wait_for(
+        lambda: (h := ray.get(sink.health.remote(), timeout=30))["buffered"] == SKUS + 50 and h,
+        timeout=30,
+        what="every record held by the sink",
+    )
+    assert health["warehouse_error"] and health["failing_since"] and health["rows_written"] == 0
+
+    def stock() -> float:
+        page, _ = store.predictions(tid, sku=None, warehouse=None)
+        return sum(p["on_hand"] for p in page)
+
+    # The shard scored every order meanwhile.
+    wait_for(lambda: stock() == SKUS * 500 - 50, timeout=60, what="the orders scored")
+
+    blocker.unlink()
+    wait_for(lambda: not alarm(), timeout=60, what="the alarm cleared")
+    assert wh.event_ids(tid) == {f"f-{i}" for i in range(50)}
+    assert wh.read(FACT_ORDER, tid).num_rows == 50

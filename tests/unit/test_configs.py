@@ -74,6 +74,25 @@ def test_serve_yaml_deployments_exist_in_the_app_and_args_are_settings() -> None
         assert not unknown, f"args that are not settings: {sorted(unknown)}"
 
 
+def test_serve_queues_are_bounded_alike_in_the_app_and_serve_yaml() -> None:
+    """Overload is refused fast (503 with Retry-After, which clients retry) instead of queued
+    without bound, the same whether deployed by `aurora up` (serve/app.py) or `serve deploy`."""
+    from aurora_ray.settings import Settings
+    from serve.app import build_app, build_ingest_app
+
+    api, ingest = _load(SERVE_YAML)["applications"]
+    for app, builder in ((api, build_app), (ingest, build_ingest_app)):
+        (yaml_deployment,) = app["deployments"]
+        deployment = builder({"settings": Settings()})._bound_deployment  # noqa: SLF001
+        assert 0 < deployment.max_queued_requests == yaml_deployment["max_queued_requests"]
+        backpressure = deployment._deployment_config.backpressure_config  # noqa: SLF001
+        assert yaml_deployment["backpressure_config"] == {
+            "status_code": backpressure.status_code,
+            "retry_after_s": backpressure.retry_after_s,
+        }
+        assert backpressure.status_code == 503 and backpressure.retry_after_s >= 1
+
+
 # -- cluster.yaml ----------------------------------------------------------------------------------
 def test_cluster_yaml_validates_against_the_cluster_launcher_schema() -> None:
     import jsonschema
@@ -110,6 +129,13 @@ def test_aurora_yaml_loads_with_the_documented_defaults(clean_env: pytest.Monkey
     assert settings.max_body_bytes == 10 * 1024 * 1024
     assert settings.shards_per_tenant == 2
     assert settings.stream_nice == 19
+    assert settings.rate_limit_enabled is True
+    assert settings.rate_limit_requests_per_s == 15_000  # the API reference
+    assert (settings.rate_limit_events_per_s, settings.rate_limit_events_peak_per_s) == (
+        30_000,
+        45_000,
+    )  # the PRD: 30 K/s sustained, bursts to 45 K/s for under 5 min
+    assert settings.rate_limit_events_peak_s == 300
     assert settings.topic_for("t1") == "t1-orders"
 
 

@@ -226,17 +226,85 @@ def test_bad_input_names_the_problem(tmp_path: Path) -> None:
         )
 
 
-def test_the_sink_reads_an_orders_payload_fields_typed_or_loose() -> None:
+def test_a_price_too_large_for_decimal_10_2_fails_the_write_instead_of_reading_zero(
+    tmp_path: Path,
+) -> None:
+    """The cast to DECIMAL(10, 2) is unsafe (so that a rounded float's binary noise goes); it
+    turned 1e12 into 0.00. Now it refuses any value the precision cannot hold, or NaN."""
+    wh = Warehouse(str(tmp_path))
+    for bad in (1e12, 99_999_999.996, float("nan"), float("inf")):
+        table = orders(3)
+        table = table.set_column(
+            table.schema.get_field_index("price"), "price", pa.array([2.5, bad, 3.0])
+        )
+        with pytest.raises(ValueError, match=r"column 'price' cannot be read.*row 1"):
+            wh.write_fact_order(TENANT, table, batch_id="x")
+    table = orders(1)
+    table = table.set_column(
+        table.schema.get_field_index("price"), "price", pa.array([99_999_999.99])
+    )
+    wh.write_fact_order(TENANT, table, batch_id="top")
+    assert str(wh.read(FACT_ORDER, TENANT).column("price")[0]) == "99999999.99"
+
+
+def test_check_raises_what_write_would_and_writes_nothing(tmp_path: Path) -> None:
+    wh = Warehouse(str(tmp_path / "wh"))
+    wh.check(FACT_ORDER, TENANT, orders(5))
+    bad = orders(2).set_column(4, "qty", pa.array(["many", "few"]))
+    with pytest.raises(ValueError, match="'qty' cannot be read"):
+        wh.check(FACT_ORDER, TENANT, bad)
+    with pytest.raises(DataQualityError):
+        wh.check(FACT_ORDER, TENANT, orders(2).set_column(5, "price", pa.array([1.0, -1.0])))
+    assert wh.prepare(FACT_ORDER, TENANT, orders(2)).schema == SCHEMAS[FACT_ORDER]
+    assert not (tmp_path / "wh").exists()
+
+
+def test_order_fields_take_what_fact_order_takes_and_name_the_field_otherwise() -> None:
     import msgspec
 
-    from aurora_ray.warehouse.sink import _order_fields
+    from aurora_ray.warehouse.quality import order_fields, sku_fields
 
-    def fields(payload: object) -> tuple[object, object, object]:
-        return _order_fields(msgspec.Raw(msgspec.json.encode(payload)))
+    def fields(payload: object, qty: int = 1) -> tuple[object, object, object]:
+        f = order_fields(msgspec.Raw(msgspec.json.encode(payload)), qty)
+        return f.order_id, f.price, f.currency
 
-    typed = {"order_id": "o-1", "sku": "A", "warehouse": "W", "qty": 2, "price": 9.5}
-    assert fields({**typed, "currency": "EUR"}) == ("o-1", 9.5, "EUR")
-    assert fields({"order_id": 17, "price": 3}) == ("17", 3.0, None)  # a number id, as text
-    assert fields({}) == (None, None, None)
-    # Another producer's types are taken as they are; the warehouse's quality rules judge them.
-    assert fields({"order_id": 1.5, "price": "cheap", "currency": 7}) == ("1.5", "cheap", 7)
+    good = {"order_id": "o-1", "sku": "A", "warehouse": "W", "qty": 2, "price": 9.5}
+    assert fields({**good, "currency": "EUR"}) == ("o-1", 9.5, "EUR")
+    assert fields({"order_id": 17, "price": 3, "currency": "USD"}) == (17, 3.0, "USD")
+    assert fields({"order_id": "o", "price": 99_999_999.99, "currency": "EUR"}, 2**31 - 1)[1]
+    refused = {
+        "order_id": [{}, {"order_id": 1.5}, {"order_id": "x" * 129}, {"order_id": ""}],
+        "price": [
+            {"price": "12.50"},
+            {"price": None},
+            {"price": 0},
+            {"price": 100_000_000},
+            {"price": 0.004},
+            {"price": True},
+        ],
+        "currency": [{"currency": 7}, {"currency": "eur"}, {"currency": "EURO"}],
+    }
+    for field, cases in refused.items():
+        for case in cases:
+            payload = {"order_id": "o-1", "price": 2.5, "currency": "EUR", **case}
+            payload = {k: v for k, v in payload.items() if case or k != field}
+            with pytest.raises(ValueError, match=field):
+                fields(payload)
+    with pytest.raises(ValueError, match="qty"):
+        fields({"order_id": "o-1", "price": 2.5, "currency": "EUR"}, 2**31)
+    with pytest.raises(ValueError, match="out of range"):
+        order_fields(b'{"order_id":"o","price":1e400,"currency":"EUR"}', 1)
+    deep = b'{"order_id":"o","price":1,"currency":"EUR","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    with pytest.raises(RecursionError):  # the caller's to catch (the sink dead-letters it)
+        order_fields(deep, 1)
+
+    sku = sku_fields(b'{"sku":"A","warehouse":"W","category":"tea","initial_stock":7}')
+    assert (sku.category, sku.brand, sku.initial_stock) == ("tea", None, 7)
+    for bad, field in (
+        (b'{"category":5}', "category"),
+        (b'{"brand":["x"]}', "brand"),
+        (b'{"initial_stock":"ten"}', "initial_stock"),
+        (b'{"initial_stock":2147483648}', "initial_stock"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            sku_fields(bad)
