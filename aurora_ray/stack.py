@@ -56,6 +56,7 @@ __all__ = [
     "StackInfo",
     "api_running",
     "deploy",
+    "deploy_ingest",
     "down",
     "provision_tenant",
     "read_stack",
@@ -206,6 +207,19 @@ def _group_alive(group: int) -> bool:
     return True
 
 
+def deploy_ingest(settings: Settings) -> None:
+    """Deploy (or deploy again, with other settings) the ingest application on a connected Ray
+    whose Serve is started; returns once it runs (its replicas replaced one by one)."""
+    from ray import serve
+
+    apps = importlib.import_module("serve.app")
+    serve.run(
+        apps.build_ingest_app({"settings": settings}),
+        name=SERVE_INGEST_APP_NAME,
+        route_prefix=INGEST_ROUTE_PREFIX,
+    )
+
+
 def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> None:
     """Deploy the Serve app (HTTP on 127.0.0.1:http_port) and the Supervisor on a connected Ray."""
     import ray
@@ -214,11 +228,7 @@ def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> Non
     serve.start(http_options={"host": settings.http_host, "port": http_port})
     apps = importlib.import_module("serve.app")
     serve.run(apps.build_app({"settings": settings}), name=SERVE_APP_NAME, route_prefix="/")
-    serve.run(
-        apps.build_ingest_app({"settings": settings}),
-        name=SERVE_INGEST_APP_NAME,
-        route_prefix=INGEST_ROUTE_PREFIX,
-    )
+    deploy_ingest(settings)
     supervisor = importlib.import_module("actors.supervisor").ensure_supervisor(settings)
     ray.get(supervisor.reconcile.remote(), timeout=timeout)
     deadline = time.monotonic() + timeout

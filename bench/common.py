@@ -62,6 +62,10 @@ class Target:
     ray_address: str | None  # None: the caller's process is already connected to Ray
     haproxy: bool
     progress: Progress = lambda _msg: None
+    # The bench started this stack with ``settings``: a scenario may deploy the API again with
+    # other settings for a measurement (it deploys it back with ``settings`` after). A stack
+    # found running is benchmarked as it is, never redeployed.
+    owns_stack: bool = False
 
     @property
     def store(self) -> RedisStore:

@@ -12,6 +12,7 @@ parsing is unit-tested in tests/unit/test_bench_report.py.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,71 @@ def test_backfill_fails_when_its_rerun_fails(stack, monkeypatch) -> None:
     rerun = result.rows[-1]
     assert rerun.aurora is None and rerun.ok is False
     assert result.rows[0].aurora is not None  # the first run's figures are kept
+
+
+def _refused(stack, token: str, body: bytes) -> bool:
+    """Whether a tenant allowed one request a second is refused a second request at once (the
+    rate limiter runs), posting directly (the client would wait out a 429)."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson",
+               "Content-Encoding": "gzip"}  # fmt: skip
+    with httpx.Client(base_url=stack.base_url, timeout=10) as http:
+        codes = [http.post("/v1/ingest/events", content=body, headers=headers).status_code
+                 for _ in range(3)]  # fmt: skip
+    return 429 in codes
+
+
+@pytest.mark.timeout(300)
+def test_ingest_measures_the_api_as_deployed_then_with_the_limiter_off(stack, monkeypatch) -> None:
+    """The limiter's cost in the same run: the ingest application deployed again with
+    rate_limit_enabled=false for the second measurement, then back as it was."""
+    import dataclasses
+
+    from bench import scenario_ingest
+    from bench.common import Size, gzip_body, order_lines, unregistered_tenant
+
+    target = _target(stack, owns_stack=True)
+    throttled, client = unregistered_tenant(target)
+    target.store.put_rate_limit_overrides(throttled.tenant_id, {"requests_per_s": 1.0})
+    token = client.token()
+    client.close()
+    body = gzip_body(order_lines(throttled.tenant_id, 2, skus=2, seed=9))
+    limited_during: list[bool] = []
+    real = scenario_ingest._measure
+
+    def measure_and_probe(*args, **kwargs):
+        limited_during.append(_refused(stack, token, body))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scenario_ingest, "_measure", measure_and_probe)
+    size = dataclasses.replace(
+        Size.of(quick=True), ingest_seconds=1.0, ingest_clients=1, producer_messages=2_000
+    )
+    result = scenario_ingest.run(target, size)
+
+    assert result.status == "ok", (result.reason, result.details)
+    assert limited_during == [True, False]  # as deployed: limited; the variant: not
+    deployed, off = result.rows
+    assert deployed.aurora > 0 and off.aurora > 0
+    assert off.metric.startswith("ingest events/s, rate limiter off (rate_limit_enabled=false)")
+    assert off.anchor == deployed.aurora
+    variant = result.details["variants"]["rate limiter off (rate_limit_enabled=false)"]
+    assert variant["records_in_topic"] == variant["accepted_events"] > 0
+    time.sleep(1.1)  # the throttled tenant's bucket refills
+    assert _refused(stack, token, body)  # deployed back: the limiter runs again
+
+
+def test_a_stack_the_bench_found_running_is_never_redeployed(stack) -> None:
+    import dataclasses
+
+    from bench import scenario_ingest
+    from bench.common import Size
+
+    size = dataclasses.replace(
+        Size.of(quick=True), ingest_seconds=0.5, ingest_clients=1, producer_messages=1_000
+    )
+    result = scenario_ingest.run(_target(stack), size)
+    assert result.status == "ok", result.reason
+    assert result.rows[1].aurora is None and result.rows[1].ok is None
+    assert result.rows[1].note == "not measured: the bench redeploys only a stack it started"
