@@ -207,17 +207,24 @@ def _group_alive(group: int) -> bool:
     return True
 
 
-def deploy_ingest(settings: Settings) -> None:
+def deploy_ingest(settings: Settings, *, wait: bool = True) -> None:
     """Deploy (or deploy again, with other settings) the ingest application on a connected Ray
-    whose Serve is started; returns once it runs (its replicas replaced one by one)."""
+    whose Serve is started. ``wait``: return once the application runs, its old replicas
+    stopped (behind the HAProxy ingress ~30 s: Serve drains a replica that long); otherwise
+    as soon as the new version is submitted."""
     from ray import serve
 
     apps = importlib.import_module("serve.app")
-    serve.run(
-        apps.build_ingest_app({"settings": settings}),
-        name=SERVE_INGEST_APP_NAME,
-        route_prefix=INGEST_ROUTE_PREFIX,
-    )
+    application = apps.build_ingest_app({"settings": settings})
+    if wait:
+        serve.run(application, name=SERVE_INGEST_APP_NAME, route_prefix=INGEST_ROUTE_PREFIX)
+    else:  # serve.run's own body without its wait for the application to be RUNNING
+        serve._run(
+            application,
+            name=SERVE_INGEST_APP_NAME,
+            route_prefix=INGEST_ROUTE_PREFIX,
+            _blocking=False,
+        )
 
 
 def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> None:

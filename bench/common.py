@@ -114,7 +114,7 @@ class Size:
                 read_seconds=2.0,
                 read_ingest_rate=1_000,
                 memory_skus=20_000,
-                backfill_events=200_000,  # ~20 of the shards' micro-batches: enough to label
+                backfill_events=200_000,  # 800 SKUs x 20 days: ~118 000 hourly rows labelled
                 retrain_rows=10_000,
                 export_rows=1_000,
             )

@@ -296,6 +296,7 @@ def rows_for(size: Size, on: Measured, off: Measured) -> list[Row]:
     )
     p99_on = on.latency("p99")
     cpu_ratio = ratio(on.shard_cpu_us, off.shard_cpu_us)
+    judged = not size.quick  # a quick run's 6 000 events: the shards' idle polls dominate
     return [
         Row(
             metric=f"event -> alert latency p50 at {rate} events/s",
@@ -356,8 +357,8 @@ def rows_for(size: Size, on: Measured, off: Measured) -> list[Row]:
             aurora=on.shard_cpu_us,
             anchor=off.shard_cpu_us,
             anchor_name="window off, same run",
-            target="on <= 1.1 x off",
-            ok=None if cpu_ratio is None else cpu_ratio <= 1.1,
+            target="on <= 1.1 x off" if judged else "",
+            ok=None if cpu_ratio is None or not judged else cpu_ratio <= 1.1,
             note=(
                 f"{on.details['event_ids_in_window']} event ids in the window for "
                 f"{on.details['processed']} events scored (and {on.details['primed_skus']} "

@@ -166,8 +166,13 @@ def run(target: Target, size: Size) -> ScenarioResult:
                     f"{100 * b['failed_share']:.2f} %",
                     target="0",
                     ok=aurora.ok == aurora.requests,
-                    note=f"{aurora.requests - aurora.ok} of {aurora.requests}: statuses "
-                    f"{a['statuses']}, {aurora.timeouts} timeouts",
+                    note=f"{aurora.requests - aurora.ok} of {aurora.requests} failed"
+                    + (
+                        f": statuses {dict(sorted(aurora.statuses.items()))}, "
+                        f"{aurora.timeouts} timeouts"
+                        if aurora.ok < aurora.requests
+                        else ""
+                    ),
                 )
             )
         # Capacity under the same ingest: closed loop, as many reads as each answers.

@@ -41,8 +41,8 @@ def test_ratio_needs_both_figures() -> None:
     assert ratio(95.0, float("nan")) is None and ratio(95.0, 0.0) is None
 
 
-def test_stream_window_off_row_says_the_ratio_and_judges_it() -> None:
-    size = Size.of(quick=True)
+def test_stream_window_off_row_says_the_ratio_and_judges_it_in_the_full_run() -> None:
+    size = Size.of(quick=False)
     row = window_off_row(size, 1, on=90_000.0, off=100_000.0, note="n")
     assert row.aurora == 100_000.0 and row.anchor == 90_000.0
     assert "event-id window off (idempotency_window_events=0); window on ÷ off = 0.90" in (
@@ -52,6 +52,8 @@ def test_stream_window_off_row_says_the_ratio_and_judges_it() -> None:
     assert window_off_row(size, 1, on=85_000.0, off=100_000.0, note="").ok is False
     unmeasured = window_off_row(size, 1, on=None, off=100_000.0, note="")
     assert unmeasured.ok is None and "= –" in unmeasured.metric
+    quick = window_off_row(Size.of(quick=True), 1, on=85_000.0, off=100_000.0, note="")
+    assert (quick.ok, quick.target) == (None, "") and "= 0.85" in quick.metric
 
 
 def _measured(*, window: bool, p50: float, p99: float, scored: float, cpu: float) -> Measured:
@@ -88,3 +90,4 @@ def test_e2e_rows_give_each_figure_with_the_window_off_and_the_ratio() -> None:
     assert "920000 event ids in the window for 900000 events scored" in cpu.note
     dearer = _measured(window=True, p50=540.0, p99=1_010.0, scored=30_100.0, cpu=9.0)
     assert rows_for(size, dearer, off)[-1].ok is False  # 1.125 x the CPU
+    assert rows_for(Size.of(quick=True), dearer, off)[-1].ok is None  # reported, not judged
