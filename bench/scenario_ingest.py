@@ -9,7 +9,9 @@ The limiter's cost: the API as deployed runs the rate limiter on every request (
 tenants have limits far above any load it offers, so it refuses nothing). Then, for each of
 :data:`VARIANTS`, the ingest application is deployed again with those settings, measured the
 same way on the same tenant, and deployed back as it was (:func:`bench.redeploy.ingest_app_with`;
-only on a stack the bench started itself). Its row gives the ratio as deployed ÷ variant.
+only on a stack the bench started itself), and then the API as deployed is measured again, so
+each variant is bracketed by two runs as deployed (the machine's drift and the first run's
+warm-up cancel out). Its row gives the ratio: the mean of those two runs ÷ the variant's.
 """
 
 from __future__ import annotations
@@ -88,18 +90,19 @@ def _summary(load: LoadResult, in_topic: int) -> dict[str, Any]:
 
 
 def variant_row(
-    label: str, *, deployed: float, variant: float | None, note: str, judged: bool
+    label: str, *, deployed: float | None, variant: float | None, note: str, judged: bool
 ) -> Row:
-    """A variant's figure beside the API as deployed, and the ratio deployed ÷ variant (judged
-    in the full run only: a quick run's 2 s are too short to tell 10 %)."""
-    share = deployed / variant if variant and variant > 0 else None
+    """A variant's figure beside the API as deployed (the mean of the runs before and after
+    it), and the ratio deployed ÷ variant (judged in the full run only: a quick run's 2 s are
+    too short to tell 10 %)."""
+    share = deployed / variant if deployed and variant and variant > 0 else None
     return Row(
         metric=f"ingest events/s, {label}; as deployed ÷ this = "
         + ("–" if share is None else f"{share:.2f}"),
         unit="events/s",
         aurora=variant,
         anchor=deployed,
-        anchor_name="as deployed, the row above",
+        anchor_name="as deployed, mean of the runs before and after",
         target="as deployed >= 0.9 x this" if judged else "",
         ok=None if share is None or not judged else share >= 0.9,
         note=note,
@@ -118,6 +121,7 @@ def run(target: Target, size: Size) -> ScenarioResult:
     load, in_topic = _measure(target, size, token, bodies, topic)
     aurora_rate = events_per_s(load.accepted, load.seconds)
     lat = percentiles(load.latencies_ms, (50, 99))
+    deployed_rates = [aurora_rate]  # every run as deployed, in order
     variants: dict[str, dict[str, Any]] = {}
     variant_rows: list[Row] = []
     failures: list[str] = []
@@ -137,19 +141,32 @@ def run(target: Target, size: Size) -> ScenarioResult:
         target.progress(f"ingest: {variant.label}, {size.ingest_seconds:.0f} s")
         with ingest_app_with(target, variant, token=token, body=bodies[0][0]) as switched:
             other, other_in_topic = _measure(target, size, token, bodies, topic)
+        target.progress(f"ingest: as deployed again, {size.ingest_seconds:.0f} s")
+        again, again_in_topic = _measure(target, size, token, bodies, topic)
+        after = _summary(again, again_in_topic)
+        deployed_rates.append(after["rate"])
+        before_rate = deployed_rates[-2]
         summary = _summary(other, other_in_topic)
-        variants[variant.label] = {"settings": dict(variant.settings), **summary, **switched}
-        if not other.ok:
-            failures.append(f"{variant.label}: no request accepted: statuses {other.statuses}")
+        variants[variant.label] = {
+            "settings": dict(variant.settings),
+            **summary,
+            **switched,
+            "as_deployed_after": after,
+        }
+        for name, measured in ((variant.label, other), ("as deployed, after it", again)):
+            if not measured.ok:
+                failures.append(f"{name}: no request accepted: statuses {measured.statuses}")
         other_lat = summary["latency_ms"]
         variant_rows.append(
             variant_row(
                 variant.label,
-                deployed=aurora_rate,
+                deployed=(before_rate + after["rate"]) / 2 if again.ok else None,
                 variant=summary["rate"] if other.ok else None,
                 note=f"p50 {other_lat['p50']:.0f} ms, p99 {other_lat['p99']:.0f} ms per "
                 "1 000-event request; the ingest application deployed again with these "
-                f"settings (answering {switched['to_variant_s']:.1f} s later), then back",
+                f"settings (answering {switched['to_variant_s']:.1f} s later), then back; as "
+                f"deployed {before_rate / 1000:.1f} K/s before, {after['rate'] / 1000:.1f} K/s "
+                "after",
                 judged=not size.quick,
             )
         )
@@ -186,6 +203,7 @@ def run(target: Target, size: Size) -> ScenarioResult:
             "clients": size.ingest_clients,
             **_summary(load, in_topic),
             "variants": variants,
+            "as_deployed_rates": deployed_rates,
             "raw_producer": {
                 "delivered": produced.delivered,
                 "timed": produced.timed,
