@@ -18,11 +18,13 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-_MEASURED = ("ingest", "stream", "e2e", "reads", "memory")
+_MEASURED = ("ingest", "stream", "e2e", "reads", "backfill", "retrain", "memory")
 
 
 @pytest.mark.timeout(900)  # a loaded shared machine; the batch jobs alone may take 3 min
 def test_quick_bench_writes_every_scenario(stack, tmp_path: Path) -> None:
+    """Every scenario reports: the quick run's retrain row once failed for want of training
+    rows, then on a column of floats and nulls."""
     from bench.common import Target
     from bench.runner import SCENARIOS, run_bench, write_results
 
@@ -33,6 +35,7 @@ def test_quick_bench_writes_every_scenario(stack, tmp_path: Path) -> None:
         ray_address=None,  # this process is connected to the session's Ray
         haproxy=False,
         progress=messages.append,
+        owns_stack=True,  # the ingest application is deployed again with the limiter off
     )
     results = run_bench(target, quick=True)
     json_path, md_path = write_results(results, tmp_path / "results")
@@ -57,6 +60,12 @@ def test_quick_bench_writes_every_scenario(stack, tmp_path: Path) -> None:
     assert ingest["details"]["records_in_topic"] == ingest["details"]["accepted_events"]
     assert written["scenarios"]["stream"]["rows"][0]["anchor"] > 0
     assert written["scenarios"]["e2e"]["details"]["probes_seen"] > 0
+    # The limiter's and the event-id window's cost, each beside the same measurement without.
+    assert "rate limiter off" in ingest["rows"][1]["metric"]
+    assert "event-id window off" in written["scenarios"]["stream"]["rows"][1]["metric"]
+    assert written["scenarios"]["e2e"]["details"]["window_off"]["probes_seen"] > 0
+    retrain = written["scenarios"]["retrain"]["details"]["result"]
+    assert retrain["rows"]["train_positives"] > 0 and retrain["rows"]["held_out"] > 0
 
     table = md_path.read_text()
     assert "| scenario | metric | Aurora | same-run anchor | target | met |" in table
