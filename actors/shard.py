@@ -32,6 +32,7 @@ class TenantShard:
     ) -> None:
         yield_cpu(settings.stream_nice)  # the API's replicas first on contended cores
         self.store = RedisStore(settings.redis_url)
+        self.store.mark_shard_started(tenant_id, shard)  # `starting` until its first heartbeat
         self.processor = ShardProcessor(
             settings,
             tenant_id=tenant_id,

@@ -8,11 +8,15 @@ from pydantic import BaseModel, Field, field_validator
 
 __all__ = [
     "AlertOut",
+    "ComponentOut",
     "IngestAccepted",
     "LineErrorOut",
+    "OperatorStatusOut",
     "PredictionOut",
     "RateLimitedOut",
+    "ShardStatusOut",
     "StatusOut",
+    "TenantStatusOut",
     "ThresholdsOut",
     "ThresholdUpdate",
     "TokenOut",
@@ -93,7 +97,58 @@ class TokenOut(BaseModel):
     scope: str
 
 
+class ComponentOut(BaseModel):
+    status: Literal["ok", "down"]
+    reason: str | None = Field(None, description="why it is down, in general terms")
+
+
 class StatusOut(BaseModel):
+    """The public health check: the shared infrastructure only, no tenant."""
+
     status: Literal["ok", "degraded"]
     version: str
-    components: dict[str, dict[str, object]]
+    components: dict[str, ComponentOut] = Field(description="`ray`, `redis`, `kafka`")
+    down: list[str] | None = Field(None, description="the components that are down (503)")
+
+
+class ShardStatusOut(BaseModel):
+    shard: int
+    name: str = Field(description="the shard's Ray actor, `tenant:<tenant_id>:<n>`")
+    status: Literal["ok", "starting", "down"] = Field(
+        description="`starting`: no heartbeat yet since the tenant was created or the shard's "
+        "actor (re)started, within the grace period; `down`: heartbeat stale, or none in time"
+    )
+    heartbeat_age_s: float | None
+    lag: int | None = Field(None, description="records between its offsets and the end")
+    last_checkpoint: float | None = Field(None, description="Unix time")
+    events: int | None = Field(None, description="records processed since it started")
+    model_error: str | None = None
+
+
+class TenantStatusOut(BaseModel):
+    tenant_id: str
+    status: Literal["ok", "starting", "degraded"] = Field(
+        description="`degraded` when a shard is down or the topic is missing"
+    )
+    version: str
+    topic: dict[str, str] = Field(description='`{"status": "ok" | "missing"}`')
+    shards: list[ShardStatusOut]
+    warehouse: dict[str, object] = Field(
+        description='the warehouse sink: `{"status": "ok"}`, or `"delayed"` with `max_delay_s`, '
+        "`limit_s` and `at` when its last batch was ingested later than the limit"
+    )
+    model: dict[str, object] = Field(description="`active` version and its latest `drift`")
+
+
+class OperatorStatusOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    components: dict[str, dict[str, object]] = Field(
+        description="`ray`, `redis`, `kafka` with the errors themselves"
+    )
+    shards: dict[str, object] = Field(description="`total`, and the names `down` and `starting`")
+    tenants: dict[str, TenantStatusOut]
+    missing_topics: list[str] | None = None
+    down: list[str] | None = Field(
+        None, description="components down, `shards` when a shard is, `topics` when one is missing"
+    )

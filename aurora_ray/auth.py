@@ -1,4 +1,9 @@
-"""OAuth2 client credentials: client secrets (stored hashed) and signed JWT bearer tokens."""
+"""OAuth2 client credentials: client secrets (stored hashed) and signed JWT bearer tokens.
+
+Two kinds of principal. A tenant's token carries its ``tenant_id`` and some of ``ALL_SCOPES``;
+an operator's token carries no tenant and only ``OPERATOR_SCOPE`` (the whole status picture,
+``GET /v1/status/operator``). A token that mixes the two is invalid: an operator token never
+reaches a tenant's data, a tenant token never the operator view."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import jwt
 
 __all__ = [
     "ALL_SCOPES",
+    "OPERATOR_SCOPE",
     "AuthError",
     "Principal",
     "TokenIssuer",
@@ -22,7 +28,8 @@ __all__ = [
     "verify_secret",
 ]
 
-ALL_SCOPES: Final = ("events:write", "alerts:read", "settings:write")
+ALL_SCOPES: Final = ("events:write", "alerts:read", "settings:write")  # a tenant's
+OPERATOR_SCOPE: Final = "operator:status"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -36,9 +43,13 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    tenant_id: str
+    tenant_id: str  # "" for an operator
     client_id: str
     scopes: frozenset[str]
+
+    @property
+    def is_operator(self) -> bool:
+        return not self.tenant_id
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -65,9 +76,9 @@ def verify_secret(secret: str, stored: str) -> bool:
     return hmac.compare_digest(digest, base64.urlsafe_b64decode(digest_b64))
 
 
-def new_client_credentials() -> tuple[str, str]:
+def new_client_credentials(prefix: str = "aur") -> tuple[str, str]:
     """A fresh ``(client_id, client_secret)``; the secret is shown once and stored hashed."""
-    return f"aur_{secrets.token_hex(8)}", secrets.token_urlsafe(32)
+    return f"{prefix}_{secrets.token_hex(8)}", secrets.token_urlsafe(32)
 
 
 class TokenIssuer:
@@ -88,12 +99,13 @@ class TokenIssuer:
         self.ttl_s = ttl_s
         self._verified: dict[str, tuple[Principal, float]] = {}
 
-    def issue(self, *, tenant_id: str, client_id: str, scopes: frozenset[str]) -> str:
+    def issue(self, *, tenant_id: str | None, client_id: str, scopes: frozenset[str]) -> str:
+        """A tenant's token, or with ``tenant_id`` None an operator's (no ``tenant_id`` claim)."""
         now = int(time.time())
         claims = {
             "iss": self.issuer,
             "sub": client_id,
-            "tenant_id": tenant_id,
+            **({"tenant_id": tenant_id} if tenant_id is not None else {}),
             "scope": " ".join(sorted(scopes)),
             "iat": now,
             "exp": now + self.ttl_s,
@@ -119,12 +131,22 @@ class TokenIssuer:
             raise AuthError("the bearer token has expired") from exc
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid bearer token: {exc}") from exc
-        who = Principal(
-            tenant_id=str(claims["tenant_id"]),
-            client_id=str(claims["sub"]),
-            scopes=frozenset(str(claims.get("scope", "")).split()),
-        )
+        who = _principal(claims)
         if len(self._verified) >= self.CACHE_SIZE:
             self._verified.clear()  # rare (10 000 live tokens a replica); simply start over
         self._verified[token] = (who, float(claims["exp"]))
         return who
+
+
+def _principal(claims: dict[str, object]) -> Principal:
+    """A tenant (a non-empty ``tenant_id``, no operator scope) or an operator (no ``tenant_id``,
+    only the operator scope); anything else is refused."""
+    tenant = claims.get("tenant_id")
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    if tenant is None:
+        if scopes != {OPERATOR_SCOPE}:
+            raise AuthError("invalid bearer token: no tenant")
+        tenant = ""
+    elif not isinstance(tenant, str) or not tenant or OPERATOR_SCOPE in scopes:
+        raise AuthError("invalid bearer token: bad tenant or scope")
+    return Principal(tenant_id=tenant, client_id=str(claims["sub"]), scopes=scopes)

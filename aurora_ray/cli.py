@@ -22,6 +22,8 @@ from aurora_ray.warehouse.cli import warehouse_app
 app = typer.Typer(help="Aurora: real-time stock-out prediction on Ray.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants and their API clients.", no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
+operators_app = typer.Typer(help="Operator API clients (the whole status).", no_args_is_help=True)
+app.add_typer(operators_app, name="operators")
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(models_app, name="models")
 app.command("retrain")(retrain_command)
@@ -82,33 +84,95 @@ def down() -> None:
 
 
 @app.command()
-def status(url: Annotated[str | None, typer.Option(help="API base URL")] = None) -> None:
-    """Print the health of Ray, Kafka, Redis and every shard (exit 1 when degraded)."""
+def status(
+    url: Annotated[str | None, typer.Option(help="API base URL (for Ray's health)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON body")] = False,
+) -> None:
+    """Health of Ray, Redis, Kafka and every tenant's shards (exit 1 when degraded).
+
+    Reads Redis and Kafka directly with the stack's settings; Ray's health comes from the API's
+    public `GET /status`. Over HTTP, an operator token gets the same body from
+    `GET /v1/status/operator`."""
+    from aurora_ray.adapters.kafka import TopicAdmin
+    from aurora_ray.adapters.redis_store import RedisStore
+    from aurora_ray.status import read_operator
+
     settings = _settings()
+    if not settings.redis_url or not settings.kafka_bootstrap:
+        err.print(
+            "[red]no Redis/Kafka configured and no embedded stack running: run `aurora up`[/]"
+        )
+        raise typer.Exit(1)
     base = _api_url(settings, url)
     try:
-        response = httpx.get(f"{base}/v1/status", timeout=10)
-    except httpx.HTTPError as exc:
+        public = httpx.get(f"{base}/status", timeout=settings.health_timeout_s + 5).json()
+        ray = public.get("components", {}).get("ray", {})
+        ray_health = {"status": ray.get("status", "down"), "error": ray.get("reason", "")}
+    except (httpx.HTTPError, ValueError) as exc:
         err.print(f"[red]the API at {base} does not answer:[/] {exc}")
-        raise typer.Exit(1) from exc
-    body = response.json()
+        ray_health = {"status": "down", "error": f"the API at {base} does not answer: {exc}"}
+    body = read_operator(
+        settings,
+        RedisStore(settings.redis_url),
+        TopicAdmin(settings.kafka_bootstrap),
+        lambda: ray_health,
+    )
+    if as_json:
+        print(json.dumps(body, indent=2))
+    else:
+        _print_status(body)
+    raise typer.Exit(0 if body["status"] == "ok" else 1)
+
+
+def _print_status(body: dict[str, Any]) -> None:
     table = Table(title=f"Aurora {body.get('version')} — {body.get('status')}")
     table.add_column("component")
     table.add_column("status")
     table.add_column("detail")
-    for name, comp in body.get("components", {}).items():
-        if name == "shards":
-            for shard in comp.get("shards", []):
-                table.add_row(
-                    shard["name"],
-                    shard["status"],
-                    f"lag {shard.get('lag')}, events {shard.get('events')}",
-                )
-            continue
+    for name, comp in body["components"].items():
         detail = {k: v for k, v in comp.items() if k != "status"}
-        table.add_row(name, comp.get("status", "?"), json.dumps(detail) if detail else "")
+        table.add_row(name, comp["status"], json.dumps(detail) if detail else "")
+    for tenant_id, view in body["tenants"].items():
+        for shard in view["shards"]:
+            age = shard["heartbeat_age_s"]
+            table.add_row(
+                shard["name"],
+                shard["status"],
+                f"lag {shard['lag']}, events {shard['events']}, "
+                + (f"heartbeat {age} s ago" if age is not None else "no heartbeat yet"),
+            )
+        if view["topic"]["status"] != "ok":
+            table.add_row(f"tenant:{tenant_id} topic", "missing", "")
+        if view["warehouse"]["status"] != "ok":
+            detail = {k: v for k, v in view["warehouse"].items() if k != "status"}
+            table.add_row(f"tenant:{tenant_id} warehouse", "delayed", json.dumps(detail))
     console.print(table)
-    raise typer.Exit(0 if response.status_code == 200 else 1)
+
+
+@operators_app.command("create")
+def operators_create(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Create an operator API client: its tokens read `GET /v1/status/operator` (every tenant's
+    health) and nothing of any tenant's data. The secret is shown once."""
+    from aurora_ray.adapters.redis_store import RedisStore
+    from aurora_ray.tenants import create_operator_client
+
+    settings = _settings()
+    if not settings.redis_url:
+        err.print("[red]no Redis configured and no embedded stack running: run `aurora up`[/]")
+        raise typer.Exit(1)
+    try:
+        client_id, client_secret = create_operator_client(RedisStore(settings.redis_url))
+    except Exception as exc:  # Redis unreachable: one line, not a traceback
+        err.print(f"[red]could not create the operator client:[/] {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps({"client_id": client_id, "client_secret": client_secret}))
+        return
+    console.print(f"client_id      {client_id}")
+    console.print(f"client_secret  {client_secret}")
+    console.print("[yellow]The secret is shown once; it is stored hashed.[/]")
 
 
 @tenants_app.command("calendar")

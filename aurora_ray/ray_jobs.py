@@ -3,21 +3,33 @@
 One place for what every job needs: the client (with the embedded stack's Ray token), the
 settings the job process rebuilds from its environment, the cluster address it must join, a
 bounded retry while a fresh head's job agent starts, and following a job's log to its end.
+
+The Ray head that `aurora up` starts requires token authentication. Its token goes to the job
+client as an explicit ``Authorization`` header: Ray reads ``RAY_AUTH_MODE`` and the token path
+once per process, when it is imported (importing the client does that), so setting those
+variables afterwards, in a process that had imported Ray, sent no token.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from aurora_ray.settings import Settings
 
-__all__ = ["TERMINAL", "follow_job", "job_client", "job_env", "submit_module"]
+__all__ = [
+    "TERMINAL",
+    "follow_job",
+    "job_client",
+    "job_env",
+    "ray_auth_headers",
+    "submit_module",
+]
 
 TERMINAL: Final = ("SUCCEEDED", "FAILED", "STOPPED")
 _SUBMIT_ATTEMPTS: Final = 10  # ~20 s: a fresh head's job agent; under HTTP clients' timeouts
@@ -64,14 +76,40 @@ def job_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    ua, ub = (
+        urlsplit(a if "://" in a else f"http://{a}"),
+        urlsplit(b if "://" in b else f"http://{b}"),
+    )
+    if ua.port != ub.port:
+        return False
+    return ua.hostname == ub.hostname or {ua.hostname, ub.hostname} <= _LOOPBACK
+
+
+def ray_auth_headers(settings: Settings, dashboard_url: str) -> dict[str, str]:
+    """``Authorization: Bearer <token>`` when ``dashboard_url`` is the dashboard of the Ray head
+    that `aurora up` started (recorded in ``<data_dir>/stack.json``, token under
+    ``<data_dir>/secrets``); nothing otherwise, so this stack's token never goes to another
+    cluster, and Ray's own settings (``RAY_AUTH_TOKEN``…) apply there."""
+    from aurora_ray.stack import ray_token_path, read_stack
+
+    info = read_stack(settings)
+    token = ray_token_path(settings)
+    if info is None or not _same_endpoint(info.dashboard_url, dashboard_url) or not token.is_file():
+        return {}
+    return {"Authorization": f"Bearer {token.read_text().strip()}"}
+
+
 def job_client(settings: Settings, dashboard_url: str | None = None) -> Any:
-    """A JobSubmissionClient; picks up the embedded stack's Ray token when there is one."""
+    """A JobSubmissionClient, with the embedded stack's Ray token when it is that stack's."""
     from ray.job_submission import JobSubmissionClient
 
-    token = settings.data_dir.resolve() / "secrets" / "ray_auth_token"
-    if "RAY_AUTH_MODE" not in os.environ and token.is_file():
-        os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
-    return JobSubmissionClient(dashboard_url or settings.ray_dashboard_url)
+    url = dashboard_url or settings.ray_dashboard_url
+    headers = ray_auth_headers(settings, url)
+    return JobSubmissionClient(url, headers=headers or None)
 
 
 def submit_module(

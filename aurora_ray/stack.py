@@ -59,6 +59,7 @@ __all__ = [
     "deploy_ingest",
     "down",
     "provision_tenant",
+    "ray_token_path",
     "read_stack",
     "resolve_settings",
     "running_stack",
@@ -92,6 +93,15 @@ def read_stack(settings: Settings) -> StackInfo | None:
         return None
 
 
+def _write_stack(settings: Settings, info: StackInfo) -> None:
+    _stack_file(settings).write_text(json.dumps(asdict(info), indent=2))
+
+
+def ray_token_path(settings: Settings) -> Path:
+    """The token of the Ray head that `aurora up` starts (token authentication)."""
+    return (settings.data_dir / "secrets" / "ray_auth_token").resolve()
+
+
 def _jwt_secret(settings: Settings) -> str:
     """The configured secret, or (development only) one generated once under data_dir."""
     configured = settings.jwt_secret.get_secret_value()
@@ -117,6 +127,8 @@ def resolve_settings(settings: Settings) -> Settings:
         update["jwt_secret"] = SecretStr(_jwt_secret(settings))
     if "://" not in settings.warehouse_uri and not Path(settings.warehouse_uri).is_absolute():
         update["warehouse_uri"] = str(Path(settings.warehouse_uri).resolve())  # for Ray workers
+    if not settings.data_dir.is_absolute():  # Serve replicas and jobs run in other folders
+        update["data_dir"] = settings.data_dir.resolve()
     return settings.model_copy(update=update) if update else settings
 
 
@@ -127,7 +139,7 @@ def _ray_cli() -> str:
 def _ray_env(settings: Settings) -> dict[str, str]:
     """Token authentication with a token of this stack's own, so that this stack's Ray and any
     other Ray on the machine never mix up each other's credentials."""
-    path = (settings.data_dir / "secrets" / "ray_auth_token").resolve()
+    path = ray_token_path(settings)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(32))
@@ -139,8 +151,15 @@ def _use_ray_env(settings: Settings) -> None:
     os.environ.update(_ray_env(settings))
 
 
-def _start_ray(settings: Settings) -> None:
-    """`ray start --head` in a process group of its own, recorded so `down` stops exactly it."""
+def _start_ray(
+    settings: Settings,
+    *,
+    gcs_port: int = _RAY_GCS_PORT,
+    dashboard_port: int = _DASHBOARD_PORT,
+    temp_dir: Path | None = None,
+) -> None:
+    """`ray start --head` in a process group of its own, recorded so `down` stops exactly it.
+    (Ports and Ray's temp dir are parameters for the test that starts a head as `up` does.)"""
     env = {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
@@ -153,14 +172,17 @@ def _start_ray(settings: Settings) -> None:
         "--head",
         "--block",
         "--node-ip-address=127.0.0.1",
-        f"--port={_RAY_GCS_PORT}",
+        f"--port={gcs_port}",
         "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={_DASHBOARD_PORT}",
+        f"--dashboard-port={dashboard_port}",
         "--include-dashboard=true",
-        # Not Ray's default agent port (52365): a test session's Ray on the same machine uses it.
+        # Not Ray's default agent and client ports (52365, 10001): another Ray on the same
+        # machine (a test session's) may use them.
         f"--dashboard-agent-listen-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
         "--disable-usage-stats",
         "--num-cpus=4",
+        *([f"--temp-dir={temp_dir}"] if temp_dir else []),
     ]
     log_dir = settings.data_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -175,8 +197,8 @@ def _start_ray(settings: Settings) -> None:
         )
     run_dir = settings.data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "ray.pid").write_text(f"{process.pid}\n{_RAY_GCS_PORT}\n127.0.0.1:{_RAY_GCS_PORT}\n")
-    wait_port(_RAY_GCS_PORT, timeout=60, what="ray start --head", process=process)
+    (run_dir / "ray.pid").write_text(f"{process.pid}\n{gcs_port}\n127.0.0.1:{gcs_port}\n")
+    wait_port(gcs_port, timeout=60, what="ray start --head", process=process)
 
 
 def _stop_ray(settings: Settings, timeout: float = 3.0) -> bool:
@@ -293,7 +315,7 @@ def up(settings: Settings, *, http_port: int | None = None) -> StackInfo:
         embedded=embedded,
         started_ray=started_ray,
     )
-    _stack_file(settings).write_text(json.dumps(asdict(info), indent=2))
+    _write_stack(settings, info)
     return info
 
 

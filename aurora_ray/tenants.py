@@ -12,6 +12,7 @@ from aurora_ray.adapters.rate_limit import LIMIT_FIELDS
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.auth import (
     ALL_SCOPES,
+    OPERATOR_SCOPE,
     AuthError,
     TokenIssuer,
     hash_secret,
@@ -25,6 +26,7 @@ __all__ = [
     "NewTenant",
     "Region",
     "Tier",
+    "create_operator_client",
     "create_tenant",
     "grant_token",
     "set_tenant_limits",
@@ -71,6 +73,17 @@ def create_tenant(
     return NewTenant(tenant_id, client_id, client_secret)
 
 
+def create_operator_client(store: RedisStore) -> tuple[str, str]:
+    """An API client bound to no tenant, whose tokens carry only the operator scope: the whole
+    status picture (``GET /v1/status/operator``), nothing of any tenant's data. Returns
+    ``(client_id, client_secret)``; the secret is shown once and stored hashed."""
+    client_id, client_secret = new_client_credentials(prefix="aop")
+    store.put_client(
+        client_id, tenant_id="", secret_hash=hash_secret(client_secret), scopes=(OPERATOR_SCOPE,)
+    )
+    return client_id, client_secret
+
+
 def grant_token(
     store: RedisStore,
     issuer: TokenIssuer,
@@ -90,7 +103,8 @@ def grant_token(
             f"scope not allowed for this client: {' '.join(sorted(requested - allowed))}",
             status=400,
         )
-    token = issuer.issue(tenant_id=client["tenant_id"], client_id=client_id, scopes=requested)
+    tenant_id = client["tenant_id"] or None  # an operator client has none
+    token = issuer.issue(tenant_id=tenant_id, client_id=client_id, scopes=requested)
     return token, requested
 
 

@@ -9,7 +9,14 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from aurora_ray import __version__
-from serve import routes_auth, routes_backfill, routes_export, routes_ingest, routes_stock
+from serve import (
+    routes_auth,
+    routes_backfill,
+    routes_export,
+    routes_ingest,
+    routes_status,
+    routes_stock,
+)
 from serve.context import ApiContext
 from serve.fast_alerts import FastAlerts
 from serve.limits import RATE_LIMITED, RateLimited, RateLimitHeaders, on_rate_limited
@@ -41,8 +48,9 @@ def create_api(
     )
     app.state.ctx = ctx
     app.state.metrics = metrics
-    auth = routes_auth.router(ray_health)
-    app.include_router(auth, prefix="/v1")
+    app.include_router(routes_auth.router(), prefix="/v1")
+    health = routes_status.router(ray_health)
+    app.include_router(health, prefix="/v1")
     app.include_router(routes_ingest.router(metrics), prefix="/v1")
     # Every route a tenant's token reaches is rate limited (ADR-010).
     app.include_router(routes_backfill.router(), prefix="/v1", responses=RATE_LIMITED)
@@ -55,7 +63,7 @@ def create_api(
         app.add_middleware(FastAlerts, ctx=ctx, metrics=metrics)
     app.add_middleware(StoreUnavailable)  # added last: outside every other middleware
     # Health checks also answer at the root, outside the versioned API.
-    root_status = next(r for r in auth.routes if isinstance(r, APIRoute) and r.path == "/status")
+    root_status = next(r for r in health.routes if isinstance(r, APIRoute) and r.path == "/status")
     assert isinstance(root_status, APIRoute)  # noqa: S101 - narrows the type for mypy
     app.add_api_route("/status", root_status.endpoint, methods=["GET"], include_in_schema=False)
     return app

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from aurora_ray.auth import AuthError, Principal
+from aurora_ray.auth import OPERATOR_SCOPE, AuthError, Principal
 from serve.context import ApiContext
 from serve.limits import SCOPE_KEY, RateLimited, admit
 
@@ -51,13 +51,44 @@ def require(scope: str, *, limited: bool = True) -> Callable[..., Awaitable[Prin
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Principal:
         who = _verify(request, credentials)
-        if scope not in who.scopes:
+        if scope not in who.scopes or who.is_operator:
             raise HTTPException(403, detail=f"the token lacks the scope {scope!r}")
-        if limited and SCOPE_KEY not in request.scope:  # not charged yet (by the fast path)
-            app = request.app
-            decision = await admit(request.scope, app.state.ctx, app.state.metrics, who.tenant_id)
-            if not decision.allowed:
-                raise RateLimited(decision)
+        if limited:
+            await _charge(request, who)
         return who
 
     return check
+
+
+async def _charge(request: Request, who: Principal) -> None:
+    """One request to the tenant's rate limit, unless the fast path charged it already."""
+    if SCOPE_KEY in request.scope:
+        return
+    app = request.app
+    decision = await admit(request.scope, app.state.ctx, app.state.metrics, who.tenant_id)
+    if not decision.allowed:
+        raise RateLimited(decision)
+
+
+async def tenant_principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+) -> Principal:
+    """Any valid token of a tenant, whatever its scopes (the tenant's own status); one request
+    charged to its rate limit."""
+    who = _verify(request, credentials)
+    if who.is_operator:
+        raise HTTPException(403, detail="an operator token has no access to a tenant's routes")
+    await _charge(request, who)
+    return who
+
+
+async def operator_principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+) -> Principal:
+    """An operator's token (``aurora operators create``); a tenant's token is refused."""
+    who = _verify(request, credentials)
+    if not who.is_operator or OPERATOR_SCOPE not in who.scopes:
+        raise HTTPException(403, detail=f"the token lacks the scope {OPERATOR_SCOPE!r}")
+    return who

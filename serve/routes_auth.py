@@ -1,4 +1,4 @@
-"""POST /v1/oauth/token (client credentials) and GET /v1/status."""
+"""POST /v1/oauth/token (client credentials)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from aurora_ray.api_models import StatusOut, TokenOut
+from aurora_ray.api_models import TokenOut
 from aurora_ray.auth import AuthError
-from aurora_ray.health import collect_status
 from aurora_ray.tenants import grant_token
 from serve.context import ApiContext
 from serve.deps import context
@@ -39,7 +38,7 @@ def _basic(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def router(ray_health: Any) -> APIRouter:
+def router() -> APIRouter:
     api = APIRouter()
 
     @api.post(
@@ -101,13 +100,5 @@ def router(ray_health: Any) -> APIRouter:
             "scope": " ".join(sorted(scopes)),
         }
         return JSONResponse(body, headers=_NO_STORE)
-
-    @api.get(
-        "/status", response_model=StatusOut, tags=["ops"], responses={503: {"model": StatusOut}}
-    )
-    def status(ctx: ApiContext = Depends(context)) -> Any:  # noqa: B008
-        """Health of Ray, Kafka, Redis and every shard; 503 names the part that is down."""
-        code, body = collect_status(ctx.settings, ctx.store, ctx.admin, ray_component=ray_health())
-        return JSONResponse(body, status_code=code)
 
     return api

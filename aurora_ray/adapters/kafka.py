@@ -100,6 +100,17 @@ class TopicAdmin:
             self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
         return self._admin
 
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raises unless the cluster answers: ``DescribeCluster``, one small request however
+        many topics there are (topic metadata on brokers older than Kafka 2.8)."""
+        try:
+            self.admin.describe_cluster(request_timeout=timeout).result(timeout)
+        except KafkaException as exc:
+            unsupported = (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION)
+            if not (exc.args and exc.args[0].code() in unsupported):
+                raise
+            self.admin.list_topics(timeout=timeout)
+
     def topics(self, timeout: float = 5.0) -> dict[str, int]:
         """Topic name -> partition count."""
         metadata = self.admin.list_topics(timeout=timeout)

@@ -21,7 +21,7 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:t:{t}:seen:{partition}``  string: the partition's applied event ids (16-byte entries,
                                    ``aurora_ray.domain.idempotency``), written with checkpoints
 ``aurora:t:{t}:idem:{key hash}``   hash: an ``Idempotency-Key``'s request fingerprint and answer
-``aurora:t:{t}:shard:{shard}``     hash: shard health (heartbeat, lag, last checkpoint)
+``aurora:t:{t}:shard:{shard}``     hash: shard health (heartbeat, started_at, lag, last checkpoint)
 ``aurora:t:{t}:counters``          hash of event counters
 ``aurora:t:{t}:limits``            hash: the tenant's rate-limit overrides (``requests_per_s``,
                                    ``events_per_s``, ``events_peak_per_s``)
@@ -267,8 +267,18 @@ class RedisStore:
             return await self.aclient.execute_command(*args)  # type: ignore[no-untyped-call]
         return await self._resp.call(*args)
 
-    def ping(self) -> bool:
-        return bool(self.client.ping())
+    def ping(self, timeout: float | None = None) -> bool:
+        """``PING``; with ``timeout``, on a connection of its own bounded by it (a health probe
+        must not wait out the store's 10 s socket timeout)."""
+        if timeout is None:
+            return bool(self.client.ping())
+        probe = redis.Redis.from_url(
+            self.url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        try:
+            return bool(probe.ping())
+        finally:
+            probe.close()
 
     # -- tenants and clients -------------------------------------------------------------------
     def put_tenant(self, tenant_id: str, record: Mapping[str, Any]) -> None:
@@ -560,6 +570,11 @@ class RedisStore:
             _k(tenant_id, "shard", str(shard)),
             mapping={k: json.dumps(v) for k, v in {**health, "heartbeat": time.time()}.items()},
         )
+
+    def mark_shard_started(self, tenant_id: str, shard: int) -> None:
+        """The shard's actor is being constructed (restoring its checkpoint): ``starting`` until
+        its first heartbeat."""
+        self.client.hset(_k(tenant_id, "shard", str(shard)), "started_at", json.dumps(time.time()))
 
     def shard_health(self, tenant_id: str, shards: int) -> list[dict[str, Any]]:
         pipe = self.client.pipeline(transaction=False)

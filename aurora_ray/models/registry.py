@@ -211,17 +211,14 @@ class ModelRegistry:
         return rows
 
 
-def model_status(store: RedisStore, settings: Any) -> dict[str, dict[str, Any]]:
-    """Per tenant: the active version and its latest drift report (for ``/status``)."""
+def model_status(store: RedisStore, settings: Any, tenant_id: str) -> dict[str, Any]:
+    """The tenant's active version and its latest drift report (for the status views)."""
     registry = ModelRegistry(store, baseline_version=settings.model_version)
-    out: dict[str, dict[str, Any]] = {}
-    for tenant_id in store.tenants():
-        meta = registry.active(tenant_id)
-        drift = meta.drift if meta else {}
-        out[tenant_id] = {
-            "active": meta.version if meta else registry.baseline_version,
-            "drift": {k: drift.get(k) for k in ("status", "max_psi", "ece", "as_of")}
-            if drift
-            else None,
-        }
-    return out
+    meta = registry.active(tenant_id)
+    drift = meta.drift if meta else {}
+    return {
+        "active": meta.version if meta else registry.baseline_version,
+        "drift": {k: drift.get(k) for k in ("status", "max_psi", "ece", "as_of")}
+        if drift
+        else None,
+    }

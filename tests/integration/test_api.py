@@ -70,23 +70,62 @@ def _post(stack, token: str, body: Any, **headers: str) -> httpx.Response:
 
 # -- health and documentation ----------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/status", "/v1/status"])
-def test_status_reports_every_component(stack, path: str) -> None:
-    def healthy():
-        response = httpx.get(f"{stack.base_url}{path}", timeout=30)
-        return response if response.status_code == 200 else None
+def test_public_status_is_200_at_once_for_a_new_tenant_and_names_none(stack, path: str) -> None:
+    fresh = _new_tenant(stack, "fresh")  # its shards have no heartbeat yet
+    response = httpx.get(f"{stack.base_url}{path}", timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "ok",
+        "version": __version__,
+        "components": {name: {"status": "ok"} for name in ("ray", "redis", "kafka")},
+    }
+    assert fresh.tenant_id not in response.text
 
-    # A tenant created a moment ago has no shard heartbeat yet (503 until it has): wait.
-    response = wait_for(healthy, timeout=120, interval=0.5, what=f"{path} to answer 200")
-    body = response.json()
-    assert body["status"] == "ok"
-    assert body["version"] == __version__
-    components = body["components"]
-    assert {"ray", "redis", "kafka", "shards"} <= set(components)
-    for name in ("ray", "redis", "kafka", "shards"):
-        assert components[name]["status"] == "ok", components[name]
-    assert isinstance(components["shards"]["shards"], list)
-    for shard in components["shards"]["shards"]:
-        assert shard["name"].startswith("tenant:") and shard["status"] == "ok"
+
+def test_a_new_tenants_shards_are_starting_then_ok_through_serve(stack) -> None:
+    """Real shards started by the Supervisor: `starting` until their first heartbeat (never
+    `down`), then `ok`; the public status answers 200 all along."""
+    from aurora_ray.auth import TokenIssuer
+
+    issuer = TokenIssuer(
+        stack.settings.jwt_secret.get_secret_value(), issuer=stack.settings.jwt_issuer
+    )
+    created = _new_tenant(stack, "starting")
+    # A token of any scope, issued here: no grant round trip before the first look.
+    token = issuer.issue(
+        tenant_id=created.tenant_id, client_id="c", scopes=frozenset({"alerts:read"})
+    )
+    seen: list[str] = []
+
+    def ok() -> dict[str, Any] | None:
+        public = httpx.get(f"{stack.base_url}/status", timeout=30)
+        assert public.status_code == 200, public.text
+        response = httpx.get(
+            f"{stack.base_url}/v1/status/tenant", headers=bearer(token), timeout=30
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen.extend(s["status"] for s in body["shards"])
+        return body if body["status"] == "ok" else None
+
+    body = wait_for(ok, timeout=120, interval=0.2, what="the new tenant's shards to be ok")
+    assert seen[0] == "starting", seen[:5]
+    assert "down" not in seen, seen
+    names = [s["name"] for s in body["shards"]]
+    assert names == [f"tenant:{created.tenant_id}:{n}" for n in range(len(names))]
+    assert all(s["heartbeat_age_s"] is not None and s["lag"] is not None for s in body["shards"])
+
+
+def _new_tenant(stack, name: str) -> Any:
+    from aurora_ray.adapters.kafka import TopicAdmin
+    from aurora_ray.tenants import create_tenant
+
+    return create_tenant(
+        stack.settings,
+        RedisStore(stack.settings.redis_url),
+        TopicAdmin(stack.settings.kafka_bootstrap),
+        name=name,
+    )
 
 
 def test_writes_have_a_serve_application_of_their_own(stack, tenant) -> None:
@@ -126,6 +165,8 @@ def test_docs_and_openapi_list_every_route(stack) -> None:
         "/v1/settings/thresholds",
         "/v1/oauth/token",
         "/v1/status",
+        "/v1/status/tenant",
+        "/v1/status/operator",
     ):
         assert path in paths, f"{path} is missing from the OpenAPI document"
     assert "post" in paths["/v1/ingest/events"]

@@ -1,7 +1,8 @@
 """The FastAPI app in-process (``create_api`` + ``TestClient``), without Ray or Serve, against a
 real Tansu broker and a real Valkey: OAuth2 token grant, bearer and scope checks of every protected
 route, POST /v1/ingest/events (and what it puts on the topic), the read routes over data written
-through ``RedisStore.write_outputs``, thresholds, /status, the retired /v1/ingest and OpenAPI.
+through ``RedisStore.write_outputs``, thresholds, the status views, the retired /v1/ingest and
+OpenAPI.
 """
 
 from __future__ import annotations
@@ -29,14 +30,20 @@ from aurora_ray import __version__
 from aurora_ray.adapters.kafka import BatchProducer, TopicAdmin
 from aurora_ray.adapters.rate_limit import RateLimitScript
 from aurora_ray.adapters.redis_store import RedisStore
-from aurora_ray.auth import ALL_SCOPES, TokenIssuer, hash_secret, new_client_credentials
+from aurora_ray.auth import (
+    ALL_SCOPES,
+    OPERATOR_SCOPE,
+    TokenIssuer,
+    hash_secret,
+    new_client_credentials,
+)
 from aurora_ray.domain.alerts import AlertRecord, alert_id_for, iso_utc
 from aurora_ray.domain.events import decode_stream_events
 from aurora_ray.embedded import free_port
 from aurora_ray.ratelimit import RateLimiter
 from aurora_ray.settings import Settings
 from aurora_ray.stream import ShardProcessor
-from aurora_ray.tenants import NewTenant, create_tenant, set_tenant_limits
+from aurora_ray.tenants import NewTenant, create_operator_client, create_tenant, set_tenant_limits
 from aurora_ray.testing import envelope, ndjson, order, sku_upserted, stock_snapshot
 from serve import deps
 from serve.api import create_api
@@ -1128,88 +1135,221 @@ def test_thresholds_get_and_put(api: Api) -> None:
     assert api.http.get(path, headers=headers).json() == expected
 
 
-# -- /status -----------------------------------------------------------------------------------
-def _beat_all(store: RedisStore) -> list[str]:
-    tenants = sorted(store.tenants())
-    for tenant_id in tenants:
-        store.put_shard_health(
-            tenant_id, 0, {"lag": 0, "events": 3, "last_checkpoint": time.time()}
-        )
-    return tenants
+# -- health: GET /status (public), /v1/status/tenant, /v1/status/operator ----------------------
+INFRA = ("ray", "redis", "kafka")
+
+
+def _shard_key(tenant_id: str, shard: int = 0) -> str:
+    return f"aurora:t:{tenant_id}:shard:{shard}"
+
+
+def _stale(store: RedisStore, tenant_id: str) -> None:
+    """The tenant's shard, started two hours ago, stopped beating an hour ago (a stuck shard)."""
+    store.put_shard_health(tenant_id, 0, {"lag": 5, "events": 1})
+    now = time.time()
+    store.client.hset(
+        _shard_key(tenant_id),
+        mapping={"heartbeat": json.dumps(now - 3600), "started_at": json.dumps(now - 7200)},
+    )
+
+
+def _api_with(api: Api, **parts: Any) -> TestClient:
+    ctx = ApiContext(
+        settings=api.settings,
+        store=parts.get("store", api.ctx.store),
+        producer=api.ctx.producer,
+        admin=parts.get("admin", api.ctx.admin),
+        issuer=api.ctx.issuer,
+    )
+    ray_health = parts.get("ray_health", _ok)
+    return TestClient(create_api(ctx, ray_health=ray_health, metrics=api.metrics))
+
+
+def _operator(api: Api) -> dict[str, str]:
+    client_id, secret = create_operator_client(api.ctx.store)
+    response = api.http.post(
+        "/v1/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == OPERATOR_SCOPE
+    return auth(response.json()["access_token"])
 
 
 @pytest.mark.parametrize("path", ["/status", "/v1/status"])
-def test_status_ok_then_a_stale_shard_is_503(api: Api, tenant: NewTenant, path: str) -> None:
-    store = api.ctx.store
-    tenants = _beat_all(store)
-    assert tenant.tenant_id in tenants
+def test_public_status_is_200_right_after_a_tenant_is_created(api: Api, path: str) -> None:
+    new_tenant(api, "fresh")  # its shard has no heartbeat yet
     response = api.http.get(path)
     assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "ok",
+        "version": __version__,
+        "components": {name: {"status": "ok"} for name in INFRA},
+    }
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_stuck_shard_leaves_the_public_status_200_and_unnamed(api: Api) -> None:
+    stuck = new_tenant(api, "stuck")
+    _stale(api.ctx.store, stuck.tenant_id)
+    response = api.http.get("/status")
+    assert response.status_code == 200, response.text
+    for tenant_id in [*api.ctx.store.tenants(), stuck.client_id]:
+        assert tenant_id not in response.text
+    assert set(response.json()) == {"status", "version", "components"}
+    assert set(response.json()["components"]) == set(INFRA)
+    # ... while the tenant's own view and the operator's show it.
+    mine = api.http.get("/v1/status/tenant", headers=auth(token(api, stuck)))
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["status"] == "degraded"
+    assert [s["status"] for s in mine.json()["shards"]] == ["down"]
+    everything = api.http.get("/v1/status/operator", headers=_operator(api)).json()
+    assert everything["status"] == "degraded" and "shards" in everything["down"]
+    assert f"tenant:{stuck.tenant_id}:0" in everything["shards"]["down"]
+    api.ctx.store.put_shard_health(stuck.tenant_id, 0, {"lag": 0})  # beats again
+
+
+def test_public_status_is_503_naming_the_component_down_and_nothing_else(api: Api) -> None:
+    dead_redis = closed_port_url()
+    response = _api_with(api, store=RedisStore(dead_redis)).get("/status")
+    assert response.status_code == 503, response.text
     body = response.json()
-    assert body["status"] == "ok" and body["version"] == __version__ and "down" not in body
-    components = body["components"]
-    assert {name: c["status"] for name, c in components.items()} == dict.fromkeys(
-        ("ray", "redis", "kafka", "shards"), "ok"
-    )
-    assert components["kafka"]["topics"] >= len(tenants)
-    names = {s["name"] for s in components["shards"]["shards"]}
-    assert names == {f"tenant:{t}:0" for t in tenants}
-    [mine] = [s for s in components["shards"]["shards"] if tenant.tenant_id in s["name"]]
-    assert mine["events"] == 3 and mine["lag"] == 0
+    assert body["status"] == "degraded" and body["down"] == ["redis"]
+    assert body["components"]["redis"] == {"status": "down", "reason": "not reachable"}
+    assert body["components"]["kafka"] == {"status": "ok"}
+    port = dead_redis.rsplit(":", 1)[1].split("/")[0]
+    assert port not in response.text and "127.0.0.1" not in response.text
 
-    stale = json.dumps(time.time() - 3600)
-    store.client.hset(f"aurora:t:{tenant.tenant_id}:shard:0", "heartbeat", stale)
-    response = api.http.get(path)
-    assert response.status_code == 503
-    body = response.json()
-    assert body["status"] == "degraded" and body["down"] == ["shards"]
-    assert body["components"]["shards"]["down"] == [f"tenant:{tenant.tenant_id}:0"]
-    _beat_all(store)
-    assert api.http.get(path).status_code == 200
-
-
-def test_status_names_what_is_down(api: Api) -> None:
-    store = api.ctx.store
-    _beat_all(store)
-
-    # Ray (the supervisor) down.
-    ray_down = create_api(
-        api.ctx,
-        ray_health=lambda: {"status": "down", "error": "no supervisor"},
-        metrics=api.metrics,
-    )
-    response = TestClient(ray_down).get("/status")
+    response = _api_with(
+        api, ray_health=lambda: {"status": "down", "error": "actor aurora-supervisor is gone"}
+    ).get("/v1/status")
     assert response.status_code == 503
     assert response.json()["down"] == ["ray"]
-    assert response.json()["components"]["ray"]["error"] == "no supervisor"
+    assert response.json()["components"]["ray"] == {"status": "down", "reason": "not running"}
+    assert "aurora-supervisor" not in response.text
 
-    # A registered tenant whose topic is missing.
-    lost = str(uuid.uuid4())
-    store.put_tenant(lost, {"name": "lost", "created_at": time.time()})
-    store.put_shard_health(lost, 0, {"lag": 0})
+    dead_broker = TopicAdmin(f"127.0.0.1:{free_port()}")
     try:
-        response = api.http.get("/v1/status")
-        assert response.status_code == 503
-        kafka = response.json()["components"]["kafka"]
-        assert kafka["status"] == "down" and api.settings.topic_for(lost) in kafka["error"]
+        response = _api_with(api, admin=dead_broker).get("/status")
     finally:
-        store.client.hdel("aurora:tenants", lost)
-    assert api.http.get("/v1/status").status_code == 200
-
-    # Redis down: no shard can be read either.
-    ctx = ApiContext(
-        settings=api.settings,
-        store=RedisStore(closed_port_url()),
-        producer=api.ctx.producer,
-        admin=api.ctx.admin,
-        issuer=api.ctx.issuer,
-    )
-    http = TestClient(create_api(ctx, ray_health=_ok, metrics=api.metrics))
-    response = http.get("/status")
+        dead_broker._admin = None
     assert response.status_code == 503
+    assert response.json()["down"] == ["kafka"]
+    assert response.json()["components"]["kafka"]["reason"] in (
+        "no answer in time",
+        "not reachable",
+        "not available",
+    )
+
+
+def test_tenant_status_is_starting_then_ok_then_down(api: Api) -> None:
+    who = new_tenant(api, "lifecycle")
+    tid, store = who.tenant_id, api.ctx.store
+    headers = auth(token(api, who))
+
+    def view() -> dict[str, Any]:
+        response = api.http.get("/v1/status/tenant", headers=headers)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    body = view()
+    assert body["tenant_id"] == tid and body["version"] == __version__
+    assert body["status"] == "starting" and body["topic"] == {"status": "ok"}
+    [shard] = body["shards"]
+    assert (shard["name"], shard["status"], shard["heartbeat_age_s"]) == (
+        f"tenant:{tid}:0",
+        "starting",
+        None,
+    )
+    assert body["warehouse"] == {"status": "ok"}
+    assert body["model"] == {"active": api.settings.model_version, "drift": None}
+
+    store.mark_shard_started(tid, 0)  # its actor is restoring a checkpoint
+    assert view()["shards"][0]["status"] == "starting"
+    checkpoint = time.time() - 2
+    store.put_shard_health(tid, 0, {"lag": 4, "events": 12, "last_checkpoint": checkpoint})
+    body = view()
+    assert body["status"] == "ok"
+    [shard] = body["shards"]
+    assert (shard["status"], shard["lag"], shard["events"]) == ("ok", 4, 12)
+    assert shard["last_checkpoint"] == checkpoint and 0 <= shard["heartbeat_age_s"] < 15
+
+    _stale(store, tid)
+    body = view()
+    assert (body["status"], body["shards"][0]["status"]) == ("degraded", "down")
+
+    # A tenant past the grace period whose shard never beat: down, not starting.
+    old = time.time() - 3600
+    store.put_tenant(tid, {"name": "lifecycle", "created_at": old})
+    store.client.delete(_shard_key(tid))
+    assert view()["shards"][0]["status"] == "down"
+
+
+def test_a_tenant_token_sees_only_its_own_tenant(api: Api) -> None:
+    mine, theirs = new_tenant(api, "mine"), new_tenant(api, "theirs")
+    _stale(api.ctx.store, theirs.tenant_id)
+    narrow = auth(token(api, mine, scope="alerts:read"))  # any scope will do
+    for query in ("", f"?tenant_id={theirs.tenant_id}"):
+        response = api.http.get(f"/v1/status/tenant{query}", headers=narrow)
+        assert response.status_code == 200, response.text
+        assert response.json()["tenant_id"] == mine.tenant_id
+        assert theirs.tenant_id not in response.text
+    # Nor does it reach the operator view.
+    full = auth(token(api, mine))
+    response = api.http.get("/v1/status/operator", headers=full)
+    assert response.status_code == 403, response.text
+    assert theirs.tenant_id not in response.text
+    assert api.http.get("/v1/status/tenant").status_code == 401
+    assert api.http.get("/v1/status/tenant", headers=auth("not-a-jwt")).status_code == 401
+    assert api.http.get("/v1/status/operator").status_code == 401
+
+
+def test_tenant_status_is_503_without_redis(api: Api, tenant: NewTenant) -> None:
+    headers = issued(api, tenant.tenant_id, {"alerts:read"})
+    response = _api_with(api, store=RedisStore(closed_port_url())).get(
+        "/v1/status/tenant", headers=headers
+    )
+    assert response.status_code == 503
+    assert response.json()["error"] == "unavailable"
+
+
+def test_the_operator_credential_sees_every_tenant_and_no_tenant_route(
+    api: Api, tenant: NewTenant
+) -> None:
+    operator = _operator(api)
+    response = api.http.get("/v1/status/operator", headers=operator)
+    assert response.status_code == 200, response.text
     body = response.json()
-    assert body["down"] == ["redis"] and body["components"]["redis"]["error"]
-    assert body["components"]["shards"] == {"status": "ok", "shards": []}
+    assert set(body["components"]) == set(INFRA)
+    assert body["components"]["kafka"]["topics"] >= 1
+    assert set(api.ctx.store.tenants()) == set(body["tenants"])
+    assert body["tenants"][tenant.tenant_id]["tenant_id"] == tenant.tenant_id
+
+    for method, path, _scope in PROTECTED:
+        response = call(api, method, path, tenant.tenant_id, operator)
+        assert response.status_code == 403, (path, response.text)
+    for path in (
+        "/v1/status/tenant",
+        "/v1/ingest/backfill/bf-1",
+        "/v1/exports/alerts.csv",
+        "/v1/exports/predictions.csv",
+    ):
+        response = api.http.get(path, headers=operator)
+        assert response.status_code == 403, (path, response.text)
+
+    # A tenant client cannot be granted the operator scope.
+    response = grant(api, tenant, scope=OPERATOR_SCOPE)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_scope")
+
+
+def test_the_operator_view_reports_redis_down_with_its_error(api: Api) -> None:
+    operator = _operator(api)
+    dead = closed_port_url()
+    response = _api_with(api, store=RedisStore(dead)).get("/v1/status/operator", headers=operator)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "degraded" and body["down"] == ["redis"]
+    assert body["components"]["redis"]["error"]  # the failure itself, for operators
+    assert body["tenants"] == {}
 
 
 # -- the rest of the surface -------------------------------------------------------------------
@@ -1232,6 +1372,8 @@ def test_docs_and_openapi(api: Api) -> None:
     assert set(paths) == {
         "/v1/oauth/token",
         "/v1/status",
+        "/v1/status/tenant",
+        "/v1/status/operator",
         "/v1/ingest/events",
         "/v1/ingest",
         "/v1/ingest/backfill",
@@ -1253,7 +1395,8 @@ def test_docs_and_openapi(api: Api) -> None:
     # Every route a tenant's token reaches documents its 429 and the headers that come with it.
     for path, item in paths.items():
         for method, operation in item.items():
-            limited = any("HTTPBearer" in sec for sec in operation.get("security", []))
+            bearer = any("HTTPBearer" in sec for sec in operation.get("security", []))
+            limited = bearer and path != "/v1/status/operator"  # an operator has no tenant
             assert ("429" in operation["responses"]) == limited, (method, path)
             if limited:
                 documented = operation["responses"]["429"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -33,6 +34,8 @@ def _env(stack) -> dict[str, str]:
         AURORA_REDIS_URL=stack.settings.redis_url,
         AURORA_KAFKA_BOOTSTRAP=stack.settings.kafka_bootstrap,
         AURORA_DATA_DIR=str(stack.data_dir),
+        # `aurora status` reads every shard's health from Redis: the stack's shard count.
+        AURORA_SHARDS_PER_TENANT=str(stack.settings.shards_per_tenant),
         AURORA_JWT_SECRET=stack.settings.jwt_secret.get_secret_value(),
         COLUMNS="240",  # rich wraps at 80 columns without a terminal
         NO_COLOR="1",
@@ -174,19 +177,94 @@ def test_status_prints_every_shard(stack, cli_tenant) -> None:
     tid = cli_tenant["record"]["tenant_id"]
 
     def healthy():
-        # The CLI's tenant has a shard once the supervisor reconciled: 503 until its heartbeat.
-        if httpx.get(f"{stack.base_url}/v1/status", timeout=30).status_code != 200:
-            return None
+        # Every shard of the session's tenants ok (the CLI's tenant's start within seconds).
         result = aurora(stack, "status", "--url", stack.base_url)
         return result if result.returncode == 0 else None
 
     result = wait_for(healthy, timeout=120, interval=1.0, what="aurora status to exit 0")
     out = result.stdout
     assert f"tenant:{tid}:0" in out, out
-    shard_rows = [line for line in out.splitlines() if "tenant:" in line]
+    shard_rows = [line for line in out.splitlines() if re.search(r"tenant:[0-9a-f-]+:\d", line)]
     assert shard_rows and all(" ok " in f" {row} " or "│ ok" in row for row in shard_rows), out
     for component in ("ray", "redis", "kafka"):
         assert component in out
+
+    result = aurora(stack, "status", "--url", stack.base_url, "--json")
+    body = json.loads(result.stdout)
+    assert result.returncode == 0 and body["status"] == "ok", result.stdout[-2000:]
+    assert [s["status"] for s in body["tenants"][tid]["shards"]] == ["ok"]
+
+
+def test_status_shows_a_stuck_shard_and_exits_1(stack) -> None:
+    """A shard whose loop stopped (its actor still answers, so nothing restarts it): after its
+    heartbeat goes stale, `aurora status` and the tenant's view name it down and the CLI exits
+    1; the public status stays 200 and names no tenant."""
+    import ray
+
+    from aurora_ray.adapters.redis_store import RedisStore
+    from aurora_ray.client import AuroraClient
+    from aurora_ray.naming import NAMESPACE, shard_name
+    from aurora_ray.tenants import create_tenant
+
+    store = RedisStore(stack.settings.redis_url)
+    created = create_tenant(
+        stack.settings, store, TopicAdmin(stack.settings.kafka_bootstrap), name="stuck"
+    )
+    tid = created.tenant_id
+    client = AuroraClient(
+        stack.base_url, client_id=created.client_id, client_secret=created.client_secret
+    )
+
+    def shard_status() -> str:
+        return str(client.get("/v1/status/tenant").json()["shards"][0]["status"])
+
+    handle = None
+    try:
+        wait_for(lambda: shard_status() == "ok", timeout=120, what="the shard to beat")
+        handle = ray.get_actor(shard_name(tid, 0), namespace=NAMESPACE)
+        ray.get(handle.stop.remote(), timeout=60)  # the loop ends; the actor lives on
+        wait_for(lambda: shard_status() == "down", timeout=60, interval=1.0, what="stale")
+        result = aurora(stack, "status", "--url", stack.base_url, "--json")
+        body = json.loads(result.stdout)
+        assert result.returncode == 1, result.stdout[-2000:]
+        assert body["status"] == "degraded" and f"tenant:{tid}:0" in body["shards"]["down"]
+        assert body["tenants"][tid]["status"] == "degraded"
+        public = httpx.get(f"{stack.base_url}/status", timeout=30)
+        assert public.status_code == 200 and tid not in public.text
+    finally:
+        store.client.hdel("aurora:tenants", tid)  # out of the registry: no longer reconciled
+        if handle is not None:
+            ray.kill(handle, no_restart=True)
+        client.close()
+
+
+def test_operators_create_makes_a_credential_for_the_operator_view_only(stack, cli_tenant) -> None:
+    result = aurora(stack, "operators", "create", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert set(record) == {"client_id", "client_secret"}
+    response = httpx.post(
+        f"{stack.base_url}/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(record["client_id"], record["client_secret"]),
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "operator:status"
+    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    response = httpx.get(f"{stack.base_url}/v1/status/operator", headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    assert cli_tenant["record"]["tenant_id"] in response.json()["tenants"]
+    for path in ("/v1/stock/alerts", "/v1/stock/predictions", "/v1/status/tenant"):
+        response = httpx.get(f"{stack.base_url}{path}", headers=headers, timeout=60)
+        assert response.status_code == 403, (path, response.text)
+    response = httpx.post(
+        f"{stack.base_url}/v1/ingest/events",
+        content=b"{}\n",
+        headers={**headers, "Content-Type": "application/x-ndjson"},
+        timeout=60,
+    )
+    assert response.status_code == 403, response.text
 
 
 def test_status_of_an_unreachable_api_exits_1(stack) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
 from aurora_ray.adapters.kafka import BatchProducer, TopicAdmin
@@ -75,15 +75,16 @@ def test_orders_and_predictions_reach_the_warehouse_once(stack, make_tenant) -> 
     assert table.num_rows == 400
     assert len(set(table.column("event_id").to_pylist())) == 400
 
-    # Orders three hours late: the operator alert shows in /status.
+    # Orders three hours late: the alert shows in the tenant's status.
     late = _orders(tid, 5, at=now - 3 * 3600, prefix="c")
     assert tenant.client.post_events(ndjson(late)) == 5
 
-    def delayed() -> list[str]:
-        body = httpx.get(f"{stack.base_url}/v1/status", timeout=10).json()
-        return [d["tenant_id"] for d in body.get("warehouse", {}).get("delayed_ingestion", [])]
+    def delayed() -> dict[str, Any] | None:
+        warehouse = tenant.client.get("/v1/status/tenant").json()["warehouse"]
+        return warehouse if warehouse["status"] == "delayed" else None
 
-    wait_for(lambda: tid in delayed(), timeout=60, what="delayed ingestion in /status")
+    found = wait_for(delayed, timeout=60, what="delayed ingestion in /v1/status/tenant")
+    assert found["max_delay_s"] > found["limit_s"]
 
 
 def test_a_crash_between_write_and_offsets_replays_the_same_batch(stack, tmp_path) -> None:

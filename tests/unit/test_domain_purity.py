@@ -1,4 +1,5 @@
-"""The domain core must not pull in Ray, Kafka or Redis clients."""
+"""The domain core (and the status views of aurora_ray.health) must not pull in Ray, Kafka or
+Redis clients."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import aurora_ray.domain
 import aurora_ray.domain.events
 import aurora_ray.domain.scoring
 import aurora_ray.domain.state
+import aurora_ray.health  # the status views are pure too
 for name in ("aurora_ray.domain.events", "aurora_ray.domain.state", "aurora_ray.domain.scoring"):
     assert name in sys.modules, name
 forbidden = ("ray", "confluent_kafka", "redis")
