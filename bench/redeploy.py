@@ -12,6 +12,8 @@ behind the HAProxy ingress drains it for ~30 s, long after the new one answers; 
 not wait for the drain: it posts until ``_IN_A_ROW`` answers in a row came from the wanted
 version (:attr:`Variant.answered_by` tells them apart). Not more: a limiter that fails open
 (Redis slower than ``rate_limit_timeout_s`` on a loaded machine) answers like one that is off.
+Serve rolls out one version at a time: the switch back begins once the first replaced replica
+has drained, ~30 s after the first switch.
 """
 
 from __future__ import annotations
