@@ -56,6 +56,7 @@ __all__ = [
     "StackInfo",
     "api_running",
     "deploy",
+    "deploy_ingest",
     "down",
     "provision_tenant",
     "ray_token_path",
@@ -228,6 +229,26 @@ def _group_alive(group: int) -> bool:
     return True
 
 
+def deploy_ingest(settings: Settings, *, wait: bool = True) -> None:
+    """Deploy (or deploy again, with other settings) the ingest application on a connected Ray
+    whose Serve is started. ``wait``: return once the application runs, its old replicas
+    stopped (behind the HAProxy ingress ~30 s: Serve drains a replica that long); otherwise
+    as soon as the new version is submitted."""
+    from ray import serve
+
+    apps = importlib.import_module("serve.app")
+    application = apps.build_ingest_app({"settings": settings})
+    if wait:
+        serve.run(application, name=SERVE_INGEST_APP_NAME, route_prefix=INGEST_ROUTE_PREFIX)
+    else:  # serve.run's own body without its wait for the application to be RUNNING
+        serve._run(
+            application,
+            name=SERVE_INGEST_APP_NAME,
+            route_prefix=INGEST_ROUTE_PREFIX,
+            _blocking=False,
+        )
+
+
 def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> None:
     """Deploy the Serve app (HTTP on 127.0.0.1:http_port) and the Supervisor on a connected Ray."""
     import ray
@@ -236,11 +257,7 @@ def deploy(settings: Settings, *, http_port: int, timeout: float = 120.0) -> Non
     serve.start(http_options={"host": settings.http_host, "port": http_port})
     apps = importlib.import_module("serve.app")
     serve.run(apps.build_app({"settings": settings}), name=SERVE_APP_NAME, route_prefix="/")
-    serve.run(
-        apps.build_ingest_app({"settings": settings}),
-        name=SERVE_INGEST_APP_NAME,
-        route_prefix=INGEST_ROUTE_PREFIX,
-    )
+    deploy_ingest(settings)
     supervisor = importlib.import_module("actors.supervisor").ensure_supervisor(settings)
     ray.get(supervisor.reconcile.remote(), timeout=timeout)
     deadline = time.monotonic() + timeout

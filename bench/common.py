@@ -28,6 +28,7 @@ from aurora_ray.settings import Settings
 from aurora_ray.tenants import NewTenant, create_tenant
 
 __all__ = [
+    "T0_S",
     "Produced",
     "Row",
     "ScenarioResult",
@@ -49,7 +50,7 @@ __all__ = [
 
 Progress = Callable[[str], None]
 WAREHOUSES = ("DE-HAM", "DE-BER", "FR-PAR", "NL-AMS")
-_T0_S = 1_748_854_800.0  # 2025-06-02T09:00:00Z: event time of generated streams
+T0_S = 1_748_854_800.0  # 2025-06-02T09:00:00Z: event time of generated streams
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class Target:
     ray_address: str | None  # None: the caller's process is already connected to Ray
     haproxy: bool
     progress: Progress = lambda _msg: None
+    # The bench started this stack with ``settings``: a scenario may deploy the API again with
+    # other settings for a measurement (it deploys it back with ``settings`` after). A stack
+    # found running is benchmarked as it is, never redeployed.
+    owns_stack: bool = False
 
     @property
     def store(self) -> RedisStore:
@@ -109,7 +114,7 @@ class Size:
                 read_seconds=2.0,
                 read_ingest_rate=1_000,
                 memory_skus=20_000,
-                backfill_events=200_000,  # ~20 of the shards' micro-batches: enough to label
+                backfill_events=200_000,  # 800 SKUs x 20 days: ~118 000 hourly rows labelled
                 retrain_rows=10_000,
                 export_rows=1_000,
             )
@@ -179,7 +184,7 @@ def _iso_ms(epoch_s: float) -> str:
 
 
 def order_lines(
-    tenant_id: str, n: int, *, skus: int, start_s: float = _T0_S, step_s: float = 0.01, seed: int
+    tenant_id: str, n: int, *, skus: int, start_s: float = T0_S, step_s: float = 0.01, seed: int
 ) -> list[bytes]:
     """``n`` order.created lines (~250 bytes each, like the notes' events) over ``skus`` SKUs,
     event time advancing by ``step_s`` a line."""
@@ -205,7 +210,7 @@ def snapshot_lines(
     skus: Sequence[int] | range,
     *,
     on_hand: int,
-    at_s: float = _T0_S - 1,
+    at_s: float = T0_S - 1,
     prefix: str = "SKU",
 ) -> list[bytes]:
     """stock.snapshot lines: the SKUs' stock becomes known, so they are scored."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench import (
     scenario_e2e,
@@ -119,6 +120,10 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f} s"
     if unit == "req/s":
         return f"{value:,.0f} req/s"
+    if unit == "%":
+        return f"{value:.2f} %"
+    if unit == "µs":
+        return f"{value:.1f} µs"
     if unit == "MiB":
         return f"{value:.0f} MiB"
     if unit == "bytes":
@@ -204,7 +209,8 @@ def bench_cli(
 
     settings = load_settings(serve_haproxy=haproxy)
     _use_ray_env(settings)  # the stack's Ray token, also when the stack was already running
-    if api_running(read_stack(settings)):
+    already_running = api_running(read_stack(settings))
+    if already_running:
         progress("a stack is already running: benchmarking it as it is")
     else:
         # A stack of its own, from nothing, under <data_dir>/bench: a run's tenants (and their
@@ -219,15 +225,20 @@ def bench_cli(
     with running_stack(settings, http_port=port, progress=progress) as info:
         resolved = resolve_settings(
             settings.model_copy(
-                update={"redis_url": info.redis_url, "kafka_bootstrap": info.kafka_bootstrap}
+                update={
+                    "redis_url": info.redis_url,
+                    "kafka_bootstrap": info.kafka_bootstrap,
+                    "http_port": urlsplit(info.api_url).port or settings.http_port,
+                }
             )
-        )
+        )  # what `aurora up` deployed the API with
         target = Target(
             settings=resolved,
             api_url=info.api_url,
             ray_address=info.ray_address,
             haproxy=haproxy,
             progress=progress,
+            owns_stack=not already_running,
         )
         try:
             results = run_bench(

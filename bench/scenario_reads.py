@@ -5,6 +5,11 @@ one worker, 127.0.0.1) and the same trivial handler deployed on Serve behind the
 
 A registered tenant is primed with 100 alerting SKUs; a background thread paces
 ``read_ingest_rate`` events/s into another registered tenant for the whole scenario.
+
+A request that did not get its ``200`` (another status, a connection error, a timeout) is a
+failure: the share of them is a figure at each rate, and the scenario fails, naming them, when
+more than ``MAX_FAILED_SHARE`` of any load's requests failed (Aurora's, an anchor's, the
+background ingest's), or none succeeded: latencies of refusals are not read latencies.
 """
 
 from __future__ import annotations
@@ -35,6 +40,27 @@ from bench.shards import connect_ray
 NAME = "reads"
 _BATCH = 1_000
 _CLIENTS = 8
+MAX_FAILED_SHARE = 0.01
+
+
+def failed_share(load: LoadResult) -> float:
+    """The share of requests that failed (not a 200 / 202, or no answer in time)."""
+    return (load.requests - load.ok) / load.requests if load.requests else 1.0
+
+
+def failures(loads: dict[str, LoadResult], *, max_share: float = MAX_FAILED_SHARE) -> list[str]:
+    """What makes the scenario fail: every load whose failed share is above ``max_share``, or
+    that succeeded not once, with its counts."""
+    out = []
+    for name, load in loads.items():
+        share = failed_share(load)
+        if load.ok == 0 or share > max_share:
+            statuses = ", ".join(f"{k}: {v}" for k, v in sorted(load.statuses.items()))
+            out.append(
+                f"{name}: {load.requests - load.ok} of {load.requests} requests failed "
+                f"({share:.1%}; statuses {{{statuses}}}, {load.timeouts} timeouts)"
+            )
+    return out
 
 
 def _summary(load: LoadResult) -> dict[str, Any]:
@@ -45,6 +71,8 @@ def _summary(load: LoadResult) -> dict[str, Any]:
         "errors": load.errors,
         "timeouts": load.timeouts,
         "achieved_per_s": load.requests / load.seconds if load.seconds else 0.0,
+        "failed_share": failed_share(load),
+        "statuses": {str(k): v for k, v in load.statuses.items()},
     }
 
 
@@ -88,6 +116,7 @@ def run(target: Target, size: Size) -> ScenarioResult:
     )
     rows: list[Row] = []
     details: dict[str, Any] = {"ingest_rate": size.read_ingest_rate}
+    loads: dict[str, LoadResult] = {}
     thread = threading.Thread(target=ingest, name="reads-ingest", daemon=True)
     connect_ray(target)
     trivial_url = f"{target.api_url}{bare_asgi.deploy_on_serve()}/v1/stock/alerts"
@@ -105,6 +134,11 @@ def run(target: Target, size: Size) -> ScenarioResult:
                     f"http://127.0.0.1:{port}/v1/stock/alerts", rate=rate, seconds=size.read_seconds
                 )
             )
+            loads.update({
+                f"Aurora at {rate} req/s": aurora,
+                f"trivial handler on Serve at {rate} req/s": on_serve,
+                f"bare uvicorn at {rate} req/s": anchor,
+            })  # fmt: skip
             a, s, b = _summary(aurora), _summary(on_serve), _summary(anchor)
             details[f"{rate}_per_s"] = {"aurora": a, "trivial_on_serve": s, "bare_asgi": b}
             for q in ("p50", "p95", "p99"):
@@ -119,11 +153,28 @@ def run(target: Target, size: Size) -> ScenarioResult:
                         ),
                         target="<= 50" if (q == "p95" and rate >= 500) else "",
                         ok=(a[q] <= 50) if (q == "p95" and rate >= 500) else None,
-                        note=f"{a['errors']} errors, {a['timeouts']} timeouts"
-                        if q == "p99" and (a["errors"] or a["timeouts"])
-                        else "",
                     )
                 )
+            rows.append(
+                Row(
+                    metric=f"GET /v1/stock/alerts failed (not 200, or no answer in 10 s) at "
+                    f"{rate} req/s, ingest running",
+                    unit="%",
+                    aurora=100 * a["failed_share"],
+                    anchor=100 * s["failed_share"],
+                    anchor_name="trivial handler on Serve; bare uvicorn "
+                    f"{100 * b['failed_share']:.2f} %",
+                    target="0",
+                    ok=aurora.ok == aurora.requests,
+                    note=f"{aurora.requests - aurora.ok} of {aurora.requests} failed"
+                    + (
+                        f": statuses {dict(sorted(aurora.statuses.items()))}, "
+                        f"{aurora.timeouts} timeouts"
+                        if aurora.ok < aurora.requests
+                        else ""
+                    ),
+                )
+            )
         # Capacity under the same ingest: closed loop, as many reads as each answers.
         target.progress(f"reads: closed loop, {_CLIENTS} connections, {size.read_seconds:.0f} s")
         capacity = {
@@ -135,6 +186,7 @@ def run(target: Target, size: Size) -> ScenarioResult:
                 ("trivial_on_serve", trivial_url, None),
             )
         }
+        loads.update({f"{name} closed loop": r for name, r in capacity.items()})
         per_s = {name: r.ok / r.seconds if r.seconds else 0.0 for name, r in capacity.items()}
         details["closed_loop_per_s"] = per_s
         rows.append(
@@ -166,4 +218,10 @@ def run(target: Target, size: Size) -> ScenarioResult:
         if load
         else None
     )
-    return ScenarioResult(NAME, "ok", rows=rows, details=details)
+    problems = failures({**loads, **({"background ingest": load} if load else {})})
+    if load is None:
+        problems.append("the background ingest did not finish")
+    return ScenarioResult(
+        NAME, "failed" if problems else "ok", reason="; ".join(problems), rows=rows,
+        details=details,
+    )  # fmt: skip

@@ -9,6 +9,12 @@ folded over the shards' own span, from the first records in hand to the last mic
 written (``bench.shards.run_shards``); a run that folded nothing, or not every record, fails.
 Anchor: a bare consumer (assign + consume(10000), the notes' three fetch settings) reading the
 same topic from this process.
+
+The dedup cost: every run has the event-id window on (the default), and its ids are all
+distinct (the API's own for the snapshots, the generator's for the orders), so every record's id
+is hashed, looked up and inserted (``event_ids_remembered`` equals the records folded). The
+first shard count then runs again on a fresh copy of the topic with the window off
+(``idempotency_window_events=0``), right after, and its row gives the ratio on ÷ off.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from bench.common import (
     stream_tenant,
     topic_records,
 )
-from bench.shards import run_shards
+from bench.shards import WINDOW_OFF, run_shards
 
 NAME = "stream"
 _TEMPLATE = "00000000-0000-0000-0000-00000000be0c"
@@ -68,6 +74,36 @@ def _row(size: Size, shards: int, rate: float | None, raw_rate: float | None, no
     )
 
 
+def ratio(on: float | None, off: float | None) -> float | None:
+    """``on / off``, None unless both were measured."""
+    if on is None or off is None or off != off or on != on or off <= 0:
+        return None
+    return on / off
+
+
+def window_off_row(
+    size: Size, shards: int, *, on: float | None, off: float | None, note: str
+) -> Row:
+    """The same shard count with the event-id window off, and what the window costs (judged
+    in the full run only: a quick run's topic folds in a tenth of a second)."""
+    share = ratio(on, off)
+    judged = not size.quick
+    cost = "–" if share is None else f"{share:.2f}"
+    return Row(
+        metric=(
+            f"stream events/s, {shards} shard(s), {size.stream_skus} SKUs, event-id window "
+            f"off (idempotency_window_events=0); window on ÷ off = {cost}"
+        ),
+        unit="events/s",
+        aurora=off,
+        anchor=on,
+        anchor_name="window on (default), the row above",
+        target="on >= 0.9 x off" if judged else "",
+        ok=None if share is None or not judged else share >= 0.9,
+        note=note,
+    )
+
+
 def judge(
     *, expected: int, events: int, seconds: float | None, alerts: int, expected_alerts: int
 ) -> tuple[float | None, list[str]]:
@@ -101,7 +137,11 @@ def run(target: Target, size: Size) -> ScenarioResult:
     raw_rate: float | None = None
     by_shards: dict[str, object] = {}
     failures: list[str] = []
-    for shards in size.shard_counts:
+    # (shards, window on): each shard count with the window on; the first also with it off.
+    runs = [(size.shard_counts[0], True), (size.shard_counts[0], False)]
+    runs += [(shards, True) for shards in size.shard_counts[1:]]
+    rates: dict[int, float | None] = {}
+    for shards, window in runs:
         tenant_id = stream_tenant(target)
         topic = settings.topic_for(tenant_id)
         delivered = produce_raw(
@@ -112,8 +152,15 @@ def run(target: Target, size: Size) -> ScenarioResult:
             consumed, seconds = consume_raw(settings.kafka_bootstrap, topic, partitions, delivered)
             raw_rate = events_per_s(consumed, seconds) if consumed else None
             details["raw_consumer"] = {"events": consumed, "seconds": seconds, "rate": raw_rate}
-        target.progress(f"stream: {shards} shard(s) on {delivered} records")
-        events, span, info = run_shards(target, tenant_id, shards=shards, expected=delivered)
+        label = f"{shards} shard(s)" + ("" if window else ", event-id window off")
+        target.progress(f"stream: {label} on {delivered} records")
+        events, span, info = run_shards(
+            target,
+            tenant_id,
+            shards=shards,
+            expected=delivered,
+            overrides=None if window else WINDOW_OFF,
+        )
         counters = target.store.counters(tenant_id)
         alerts = counters.get("alerts_generated", 0)
         rate, problems = judge(
@@ -123,15 +170,33 @@ def run(target: Target, size: Size) -> ScenarioResult:
             alerts=alerts,
             expected_alerts=expected_alerts,
         )
-        by_shards[str(shards)] = {**info, "rate": rate, "counters": counters}
+        remembered = int(info["event_ids_remembered"])
+        if window and events and remembered != events:
+            problems.append(f"{remembered} event ids remembered for {events} records")
+        by_shards[str(shards) if window else f"{shards}-window-off"] = {
+            **info,
+            "rate": rate,
+            "counters": counters,
+        }
         note = f"{alerts} alerts ({expected_alerts} SKUs out of stock)"
         if span is not None:
             note += f"; {events} events in {span:.2f} s"
+        if window:
+            note += f"; {remembered} event ids in the window"
         if problems:
             note += "; FAILED: " + ", ".join(problems)
-            failures.append(f"{shards} shard(s): " + ", ".join(problems))
-        rows.append(_row(size, shards, rate, raw_rate, note))
+            failures.append(f"{label}: " + ", ".join(problems))
+        if window:
+            rates[shards] = rate
+            rows.append(_row(size, shards, rate, raw_rate, note))
+        else:
+            rows.append(window_off_row(size, shards, on=rates.get(shards), off=rate, note=note))
     details["by_shards"] = by_shards
+    first = size.shard_counts[0]
+    off = by_shards.get(f"{first}-window-off")
+    details["window_on_over_off"] = ratio(
+        rates.get(first), off.get("rate") if isinstance(off, dict) else None
+    )
     return ScenarioResult(
         NAME,
         "failed" if failures else "ok",

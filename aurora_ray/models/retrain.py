@@ -45,6 +45,7 @@ __all__ = [
     "prepare_batch",
     "run_retrain",
     "train_candidate",
+    "training_frame",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,26 @@ def prepare_batch(batch: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def training_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Labelled rows with NumPy columns: the keys as ``str``, the label ``int8``, every other
+    column ``float64`` with NaN for a missing value.
+
+    Ray Data's ``to_pandas()`` gives pyarrow-backed columns, and a block whose SKUs have no
+    later stock-out carries an all-null ``next_stockout_s``: concatenated with the others, the
+    column comes back as ``object`` holding floats, ``None`` and ``<NA>``, which NumPy cannot
+    turn into floats (the held-out alert replay failed on it)."""
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        column = frame[name]
+        if name in _KEY:
+            columns[name] = column.astype(str).to_numpy(dtype=object)
+        elif name == tr.LABEL:
+            columns[name] = column.to_numpy(dtype=np.int8)
+        else:
+            columns[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+
+
 def labelled_rows(
     settings: Settings, tenant_id: str, *, progress: Progress = log.info, partitions: int = 8
 ) -> pd.DataFrame:
@@ -105,7 +126,7 @@ def labelled_rows(
     labelled = prepared.groupby(list(_KEY), num_partitions=partitions).map_groups(
         labeller, batch_format="pandas"
     )
-    frame = labelled.to_pandas()
+    frame = training_frame(labelled.to_pandas())
     progress(f"labelled {len(frame)} in-stock rows per SKU in {time.perf_counter() - began:.1f} s")
     return frame
 

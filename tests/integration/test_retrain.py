@@ -25,16 +25,19 @@ H = 3600.0
 T0 = 1_748_736_000.0  # 2025-06-01T00:00:00Z
 
 
-def _fact_prediction(n_skus: int = 12, days: int = 24, seed: int = 3) -> pa.Table:
+def _fact_prediction(
+    n_skus: int = 12, days: int = 24, seed: int = 3, *, never_out: int = 0
+) -> pa.Table:
+    """``n_skus`` SKUs that run out and are restocked, then ``never_out`` that never run out."""
     rng = np.random.default_rng(seed)
     cols: dict[str, list] = {k: [] for k in (
         "prediction_id", "sku_id", "warehouse_id", "predicted_at", "probability",
         "model_version", "feature_vector", "on_hand")}  # fmt: skip
     features: list[np.ndarray] = []
     pid = 0
-    for s in range(n_skus):
+    for s in range(n_skus + never_out):
         rate = rng.uniform(0.5, 3.0)  # units per hour
-        full = rng.uniform(60, 200)
+        full = rng.uniform(60, 200) if s < n_skus else 1e6
         stock, out_for = full, 0
         for h in range(days * 24):
             t = T0 + h * H
@@ -71,12 +74,12 @@ def _fact_prediction(n_skus: int = 12, days: int = 24, seed: int = 3) -> pa.Tabl
     })  # fmt: skip
 
 
-def _tenant_with_history(stack) -> str:
+def _tenant_with_history(stack, table: pa.Table | None = None) -> str:
     from aurora_ray.warehouse import Warehouse
 
     tenant_id = str(uuid.uuid4())
     Warehouse.from_settings(stack.settings).write_fact_prediction(
-        tenant_id, _fact_prediction(), batch_id="test-history"
+        tenant_id, _fact_prediction() if table is None else table, batch_id="test-history"
     )
     return tenant_id
 
@@ -151,3 +154,23 @@ def test_max_rows_trains_on_a_seeded_sample_of_the_labelled_rows(stack) -> None:
     assert labelled > 2_000
     assert result.rows["train"] + result.rows["held_out"] <= 2_000
     assert any(f"sampled 2000 of {labelled}" in line for line in lines), lines
+
+
+def test_labelled_rows_of_skus_that_never_run_out_come_as_floats_with_nan(stack) -> None:
+    """Most SKUs never run out, so most of the shuffle's partitions carry an all-null
+    next_stockout_s: Ray Data's to_pandas() gave an object column of floats and nulls there,
+    on which the held-out alert replay failed (`aurora bench --quick`'s retrain row)."""
+    from aurora_ray.models.retrain import labelled_rows
+    from aurora_ray.models.training import LABEL, NEXT_STOCKOUT
+
+    table = _fact_prediction(n_skus=2, days=12, never_out=30)
+    tenant_id = _tenant_with_history(stack, table)
+    frame = labelled_rows(stack.settings, tenant_id)
+    assert frame[NEXT_STOCKOUT].dtype == np.float64, frame.dtypes
+    assert frame[LABEL].dtype == np.int8
+    assert all(frame[name].dtype == np.float64 for name in ("t_s", "on_hand", *FEATURE_NAMES))
+    never = ~frame["sku_id"].isin(["SKU-00", "SKU-01"])
+    assert frame.loc[never, NEXT_STOCKOUT].isna().all() and never.sum() > 0
+    assert frame.loc[~never, NEXT_STOCKOUT].notna().any()
+    result = run_retrain(stack.settings, tenant_id=tenant_id, rounds=20, promote=False)
+    assert result.rows["train_positives"] > 0 and result.rows["held_out"] > 0
