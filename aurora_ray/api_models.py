@@ -156,6 +156,11 @@ class ShardStatusOut(BaseModel):
     last_checkpoint: float | None = Field(None, description="Unix time")
     events: int | None = Field(None, description="records processed since it started")
     model_error: str | None = None
+    dead_letters: int | None = Field(None, description="records dead-lettered since it started")
+    duplicates: int | None = Field(None, description="repeated event ids dropped since it started")
+    warehouse_error: str | None = Field(
+        None, description="why its fact_prediction rows cannot be written (None: they can)"
+    )
 
 
 class TenantStatusOut(BaseModel):
@@ -167,8 +172,10 @@ class TenantStatusOut(BaseModel):
     topic: dict[str, str] = Field(description='`{"status": "ok" | "missing"}`')
     shards: list[ShardStatusOut]
     warehouse: dict[str, object] = Field(
-        description='the warehouse sink: `{"status": "ok"}`, or `"delayed"` with `max_delay_s`, '
-        "`limit_s` and `at` when its last batch was ingested later than the limit"
+        description='the warehouse sink: `{"status": "ok"}`; `"failing"` with `error`, `since`, '
+        "`attempts`, `buffered` while its writes fail (the tenant is then degraded); or "
+        '`"delayed"` with `max_delay_s`, `limit_s` and `at` when its last batch was ingested '
+        "later than the limit"
     )
     model: dict[str, object] = Field(description="`active` version and its latest `drift`")
 
@@ -182,6 +189,9 @@ class OperatorStatusOut(BaseModel):
     shards: dict[str, object] = Field(description="`total`, and the names `down` and `starting`")
     tenants: dict[str, TenantStatusOut]
     missing_topics: list[str] | None = None
+    warehouse_failing: list[str] | None = Field(
+        None, description="tenants whose warehouse sink cannot write"
+    )
     down: list[str] | None = Field(
         None, description="components down, `shards` when a shard is, `topics` when one is missing"
     )

@@ -138,7 +138,15 @@ def shard_state(
     return "starting" if young else "down"
 
 
-_SHARD_FIELDS: Final = ("lag", "last_checkpoint", "events", "model_error")
+_SHARD_FIELDS: Final = (
+    "lag",
+    "last_checkpoint",
+    "events",
+    "model_error",
+    "dead_letters",
+    "duplicates",
+    "warehouse_error",
+)
 
 
 def tenant_status(
@@ -151,8 +159,10 @@ def tenant_status(
     model: Mapping[str, Any],
     now: float,
     rules: HealthRules,
+    failing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One tenant's view, from what Redis holds about it (``records``: ``shard_health``)."""
+    """One tenant's view, from what Redis holds about it (``records``: ``shard_health``;
+    ``failing``: the warehouse sink's alarm while its writes fail, which makes it degraded)."""
     shards = []
     for record in records:
         state = shard_state(record, now=now, tenant_created_at=created_at, rules=rules)
@@ -167,14 +177,20 @@ def tenant_status(
             }
         )
     states = {s["status"] for s in shards}
-    degraded = "down" in states or not topic_exists
+    degraded = "down" in states or not topic_exists or bool(failing)
     return {
         "tenant_id": tenant_id,
         "status": "degraded" if degraded else "starting" if "starting" in states else "ok",
         "version": __version__,
         "topic": {"status": "ok" if topic_exists else "missing"},
         "shards": shards,
-        "warehouse": {"status": "delayed", **delayed} if delayed else {"status": "ok"},
+        "warehouse": (
+            {"status": "failing", **failing}
+            if failing
+            else {"status": "delayed", **delayed}
+            if delayed
+            else {"status": "ok"}
+        ),
         "model": dict(model),
     }
 
@@ -187,7 +203,7 @@ def operator_status(
 ) -> dict[str, Any]:
     """Everything: the infrastructure with its errors, each tenant's view, and what is down
     (a component, ``shards`` when any shard of any tenant is down, ``topics`` when a tenant's
-    topic is missing)."""
+    topic is missing, ``warehouse`` when a tenant's warehouse sink cannot write)."""
     components = {name: c.internal() for name, c in infrastructure.items()}
     if topics is not None and "kafka" in components:
         components["kafka"]["topics"] = topics
@@ -201,6 +217,9 @@ def operator_status(
     missing = [t for t, view in tenants.items() if view["topic"]["status"] != "ok"]
     if missing:
         down.append("topics")
+    failing = [t for t, view in tenants.items() if view["warehouse"]["status"] == "failing"]
+    if failing:
+        down.append("warehouse")
     body: dict[str, Any] = {
         "status": "degraded" if down else "ok",
         "version": __version__,
@@ -210,6 +229,8 @@ def operator_status(
     }
     if missing:
         body["missing_topics"] = missing
+    if failing:
+        body["warehouse_failing"] = failing
     if down:
         body["down"] = down
     return body

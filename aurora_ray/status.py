@@ -24,7 +24,7 @@ from aurora_ray.health import (
 )
 from aurora_ray.models.registry import model_status
 from aurora_ray.settings import Settings
-from aurora_ray.warehouse.sink import DELAYED_KEY
+from aurora_ray.warehouse.sink import DELAYED_KEY, FAILING_KEY
 
 __all__ = ["infrastructure", "read_operator", "read_public", "read_tenant", "rules_of"]
 
@@ -80,6 +80,7 @@ def read_tenant(
     topic_exists: bool,
     record: dict[str, Any] | None = None,
     delayed: bytes | None = None,
+    failing: bytes | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """The tenant's view; ``record`` (the tenant's registry entry) and ``delayed`` (its
@@ -89,6 +90,8 @@ def read_tenant(
         record = store.tenant(tenant_id) or {}
     if delayed is None:
         delayed = cast(bytes | None, store.client.hget(DELAYED_KEY, tenant_id))
+    if failing is None:
+        failing = cast(bytes | None, store.client.hget(FAILING_KEY, tenant_id))
     created = record.get("created_at")
     return tenant_status(
         tenant_id,
@@ -96,6 +99,7 @@ def read_tenant(
         created_at=float(created) if isinstance(created, int | float) else None,
         topic_exists=topic_exists,
         delayed=_delayed(delayed, now),
+        failing=json.loads(failing) if failing else None,
         model=model_status(store, settings, tenant_id),
         now=now,
         rules=rules_of(settings),
@@ -117,6 +121,7 @@ def read_operator(
     if infra["redis"].ok:
         now = time.time()
         delayed = cast(dict[bytes, bytes], store.client.hgetall(DELAYED_KEY))
+        failing = cast(dict[bytes, bytes], store.client.hgetall(FAILING_KEY))
         for tenant_id, record in sorted(store.tenants().items()):
             tenants[tenant_id] = read_tenant(
                 settings,
@@ -126,6 +131,7 @@ def read_operator(
                 topic_exists=topics is None or settings.topic_for(tenant_id) in topics,
                 record=record,
                 delayed=delayed.get(tenant_id.encode(), b""),
+                failing=failing.get(tenant_id.encode(), b""),
                 now=now,
             )
     return operator_status(infra, tenants, topics=None if topics is None else len(topics))

@@ -94,6 +94,9 @@ def test_the_tenant_view_lists_its_shards_and_sums_them_up() -> None:
         "last_checkpoint": NOW - 4,
         "events": 10,
         "model_error": None,
+        "dead_letters": None,
+        "duplicates": None,
+        "warehouse_error": None,
     }
     assert "pid" not in second  # the worker's pid is no business of the tenant
     assert body["topic"] == {"status": "ok"} and body["warehouse"] == {"status": "ok"}
@@ -113,6 +116,16 @@ def test_a_delayed_warehouse_shows_without_degrading() -> None:
     body = view([{"shard": 0, "heartbeat": NOW}], delayed=delayed)
     assert body["warehouse"] == {"status": "delayed", **delayed}
     assert body["status"] == "ok"
+
+
+def test_a_failing_warehouse_degrades_the_tenant_and_shows_to_operators() -> None:
+    failing = {"error": "NotADirectoryError", "since": NOW - 60, "attempts": 4, "buffered": 300}
+    body = view([{"shard": 0, "heartbeat": NOW}], failing=failing)
+    assert body["warehouse"] == {"status": "failing", **failing}
+    assert body["status"] == "degraded"
+    infra = dict.fromkeys(("ray", "redis", "kafka"), Component(ok=True))
+    operator = operator_status(infra, {TENANT: body}, topics=1)
+    assert operator["down"] == ["warehouse"] and operator["warehouse_failing"] == [TENANT]
 
 
 # -- the public view ------------------------------------------------------------------------------
