@@ -145,7 +145,8 @@ def _print_status(body: dict[str, Any]) -> None:
             table.add_row(f"tenant:{tenant_id} topic", "missing", "")
         if view["warehouse"]["status"] != "ok":
             detail = {k: v for k, v in view["warehouse"].items() if k != "status"}
-            table.add_row(f"tenant:{tenant_id} warehouse", "delayed", json.dumps(detail))
+            status = view["warehouse"]["status"]  # failing (writes fail) or delayed
+            table.add_row(f"tenant:{tenant_id} warehouse", status, json.dumps(detail))
     console.print(table)
 
 

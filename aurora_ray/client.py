@@ -52,13 +52,15 @@ class AuroraClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token()}"}
 
-    def post_events(self, ndjson: bytes, *, compress: bool = True, retries: int = 5) -> int:
+    def post_events(self, ndjson: bytes, *, compress: bool = True, retries: int = 12) -> int:
         """Send one NDJSON batch; returns the accepted count.
 
         A batch carries an ``Idempotency-Key`` of its own, so it is retried safely: on ``429``
         and ``503`` (after ``Retry-After``), on any other ``5xx`` (Serve's proxy answers ``500``
-        to a request whose replica died under it) and on a broken connection, with back-off.
-        The shards apply each ``event_id`` once besides."""
+        to a request whose replica died under it), on ``409`` (the key's first request is still
+        held, e.g. by a replica that died: its claim lapses within a minute) and on a broken
+        connection, with back-off: the default 12 retries wait about a minute in all. The shards
+        apply each ``event_id`` once besides."""
         headers = {**self._headers(), "Content-Type": "application/x-ndjson"}
         headers["Idempotency-Key"] = str(uuid.uuid4())
         body = ndjson
@@ -76,7 +78,8 @@ class AuroraClient:
                 continue
             if response.status_code == 202:
                 return int(response.json()["accepted"])
-            if (response.status_code == 429 or response.status_code >= 500) and not last:
+            status = response.status_code
+            if (status in (409, 429) or status >= 500) and not last:
                 time.sleep(retry_delay(response, attempt))
                 continue
             raise ApiError(response.status_code, _body(response))

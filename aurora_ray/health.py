@@ -138,6 +138,7 @@ def shard_state(
     return "starting" if young else "down"
 
 
+_WAREHOUSE_DOWN: Final = "the warehouse cannot be written; the operators are alerted"
 _SHARD_FIELDS: Final = (
     "lag",
     "last_checkpoint",
@@ -160,9 +161,12 @@ def tenant_status(
     now: float,
     rules: HealthRules,
     failing: Mapping[str, Any] | None = None,
+    internal: bool = False,
 ) -> dict[str, Any]:
     """One tenant's view, from what Redis holds about it (``records``: ``shard_health``;
-    ``failing``: the warehouse sink's alarm while its writes fail, which makes it degraded)."""
+    ``failing``: the warehouse sink's alarm while its writes fail, which makes it degraded).
+    Error texts (paths, hosts) are for operators: ``internal`` keeps them, the tenant's own
+    view says only that the warehouse cannot be written."""
     shards = []
     for record in records:
         state = shard_state(record, now=now, tenant_created_at=created_at, rules=rules)
@@ -176,6 +180,10 @@ def tenant_status(
                 **{name: record.get(name) for name in _SHARD_FIELDS},
             }
         )
+        if not internal and shards[-1]["warehouse_error"]:
+            shards[-1]["warehouse_error"] = _WAREHOUSE_DOWN
+    if failing and not internal:
+        failing = {**{k: v for k, v in failing.items() if k != "error"}, "error": _WAREHOUSE_DOWN}
     states = {s["status"] for s in shards}
     degraded = "down" in states or not topic_exists or bool(failing)
     return {

@@ -161,9 +161,9 @@ async def answer_once(
     request_print: str,
     run: Callable[[], Awaitable[Answer]],
 ) -> Answer:
-    """``run()`` once per key: a retry gets the stored answer (see the module docstring). Redis
-    failing before the claim is a ``503``; after the run, the answer stands (a retry then runs
-    again, and the shards still apply each event id once)."""
+    """``run()`` once per key: a retry gets the stored answer (see the module docstring). When
+    Redis does not answer, the request runs unkeyed; a failure to store the answer leaves it
+    standing. Either way a retry runs again, and the shards still apply each event id once."""
     try:
         check_key(key)
     except IngestError as exc:
@@ -171,9 +171,10 @@ async def answer_once(
     try:
         claim = await keys.claim(tenant_id, key, request_print)
     except RedisError:
-        log.warning("the idempotency store does not answer", exc_info=True)
-        body = {"error": "unavailable", "message": "the idempotency store does not answer"}
-        return Answer(503, json.dumps(body).encode(), {"Retry-After": "5"})
+        # Ingest needs no Redis otherwise: run it unkeyed rather than refuse it; a retry is then
+        # produced again, and the shards still apply each event_id once.
+        log.warning("the idempotency store does not answer; %s not kept", HEADER, exc_info=True)
+        return await run()
     if claim.kind == "replay":
         return Answer(claim.status, claim.body, {**claim.headers, REPLAYED_HEADER: "true"})
     if claim.kind == "pending":

@@ -82,6 +82,7 @@ def read_tenant(
     delayed: bytes | None = None,
     failing: bytes | None = None,
     now: float | None = None,
+    internal: bool = False,
 ) -> dict[str, Any]:
     """The tenant's view; ``record`` (the tenant's registry entry) and ``delayed`` (its
     warehouse delay note) are read here unless given."""
@@ -100,6 +101,7 @@ def read_tenant(
         topic_exists=topic_exists,
         delayed=_delayed(delayed, now),
         failing=json.loads(failing) if failing else None,
+        internal=internal,
         model=model_status(store, settings, tenant_id),
         now=now,
         rules=rules_of(settings),
@@ -132,6 +134,7 @@ def read_operator(
                 record=record,
                 delayed=delayed.get(tenant_id.encode(), b""),
                 failing=failing.get(tenant_id.encode(), b""),
+                internal=True,
                 now=now,
             )
     return operator_status(infra, tenants, topics=None if topics is None else len(topics))

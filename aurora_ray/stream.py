@@ -159,6 +159,7 @@ class ShardProcessor:
         )
         self.warehouse_error: str | None = None
         self.prediction_rows_dropped = 0
+        self._unwritten_at_checkpoint = 0  # rows the last saved checkpoint went past unwritten
         # The event ids each partition applied lately (idempotent folds), and the offsets up to
         # which a failed micro-batch is folded in isolation (see the module docstring).
         self.seen = self._new_window()
@@ -190,6 +191,15 @@ class ShardProcessor:
             last[rows] = np.fmax(last[rows], np.array([marks[k] for k in keys]))
         self._refresh_thresholds(force=True)
         self._refresh_model(force=True)
+        if self._unwritten_at_checkpoint:  # rows kept while the warehouse failed: not replayed
+            self.prediction_rows_dropped += self._unwritten_at_checkpoint
+            log.error(
+                "shard %s/%d lost %d fact_prediction rows kept while the warehouse failed",
+                self.tenant_id,
+                self.shard,
+                self._unwritten_at_checkpoint,
+            )
+            self._unwritten_at_checkpoint = 0
         self.predictions.reset(self.progress.offsets)
         assignment = [
             TopicPartition(self.topic, p, self.progress.offsets.get(p, OFFSET_BEGINNING))
@@ -266,8 +276,7 @@ class ShardProcessor:
         time, so a run of bundles never sits decoded whole); after each, the offsets move past
         its records and a due checkpoint is taken. Returns the events."""
         limit = self.settings.batch_max_events
-        skew = round(self.settings.max_event_skew_s * 1000)
-        batch, events, first, end = ShardBatch(max_skew_ms=skew), 0, 0, 0
+        batch, events, first, end = ShardBatch(), 0, 0, 0
         while end < len(values):
             take = max(1, (limit - len(batch)) // BUNDLE_MAX_EVENTS)
             batch.add(values[end : end + take], partitions[end : end + take])
@@ -289,7 +298,7 @@ class ShardProcessor:
                 ):
                     self._isolate = {}
                 self._maybe_checkpoint()
-                batch, first = ShardBatch(max_skew_ms=skew), end
+                batch, first = ShardBatch(), end
         return events
 
     def _reset_to_checkpoint(self) -> None:
@@ -399,9 +408,7 @@ class ShardProcessor:
         except Exception as exc:
             self.state = undo
             if len(records) == 1:
-                return _Computed(
-                    poisoned=[(records[0], partitions[0], f"the fold failed: {exc!r}")]
-                )
+                return self._single_failure(records[0], partitions[0], now, exc)
         half = len(records) // 2
         first = self._compute_isolated(records[:half], partitions[:half], now)
         second = self._compute_isolated(records[half:], partitions[half:], now)
@@ -411,6 +418,26 @@ class ShardProcessor:
             first.alerts + second.alerts,
             first.poisoned + second.poisoned,
         )
+
+    def _single_failure(
+        self, record: ShardRecord, partition: int, now: float, exc: Exception
+    ) -> _Computed:
+        """One record the fold refuses. When it folds with the analytic scorer, the learned
+        model is at fault, not the record: the shard scores with the analytic scorer from here
+        (until another version is activated) and shows the error. Otherwise it is poisoned."""
+        if self.scorer.model is not None:
+            learned = self.scorer
+            self.scorer = AnalyticScorer(self.settings.model_version)
+            undo = self.state.copy()
+            try:
+                computed = self._compute([record], [partition], now)
+            except Exception:
+                self.state, self.scorer = undo, learned
+            else:
+                self.model_error = f"version {learned.version} failed, analytic instead: {exc!r}"
+                log.error("shard %s/%d: %s", self.tenant_id, self.shard, self.model_error)
+                return computed
+        return _Computed(poisoned=[(record, partition, f"the fold failed: {exc!r}")])
 
     def _maybe_checkpoint(self) -> None:
         due_time = (
@@ -426,14 +453,16 @@ class ShardProcessor:
         now = self.clock()
         offsets = dict(self.progress.offsets)
         self._flush_predictions(offsets)  # before the checkpoint: a replay rewrites the same files
-        appends, rewrites = self.seen.unsaved()
+        plan = self.seen.unsaved()
         self.store.save_checkpoint(
             self.tenant_id,
             self.shard,
             Checkpoint(self.state.to_bytes(), offsets, now, self.progress.events),
-            seen_appends=appends,
-            seen_rewrites=rewrites,
+            seen_appends=plan.appends,
+            seen_rewrites=plan.rewrites,
         )
+        self.seen.saved(plan)  # only now: a failed save leaves the ids for the next one
+        self._unwritten_at_checkpoint = len(self.predictions)
         self.progress.since_checkpoint = 0
         self.progress.last_checkpoint = now
         if offsets and self._consumer is not None:

@@ -21,7 +21,9 @@ from serve.limits import RATE_LIMITED, admit, refusal
 from serve.metrics import ApiMetrics
 
 log = logging.getLogger(__name__)
-_PRODUCE_TIMEOUT_S = 30.0
+# Above the producer's own bound (BatchProducer.ack_timeout_s, 35 s, itself above librdkafka's
+# message.timeout.ms): a 503 comes after the delivery was given up, not while it goes on.
+_PRODUCE_TIMEOUT_S = 40.0
 _EXAMPLE_LINE = {
     "tenant_id": "0b7c4f7e-8d6f-4a53-9d0e-3c1f2b8a9e10",
     "event_type": "order.created",

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -25,8 +28,27 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class _Recent:
+    """The public status of the last second, computed by one request at a time: a load
+    balancer polling every replica, or anyone on the internet, costs one probe a second."""
+
+    def __init__(self, ttl_s: float = 1.0) -> None:
+        self.ttl_s = ttl_s
+        self.lock = threading.Lock()
+        self.at = -1e9
+        self.value: tuple[int, dict[str, Any]] = (503, {})
+
+    def get(self, compute: Callable[[], tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            if time.monotonic() - self.at >= self.ttl_s:
+                self.value = compute()
+                self.at = time.monotonic()
+            return self.value
+
+
 def router(ray_health: RayHealth) -> APIRouter:
     api = APIRouter(tags=["ops"])
+    recent = _Recent()
 
     @api.get(
         "/status",
@@ -37,7 +59,7 @@ def router(ray_health: RayHealth) -> APIRouter:
         """Public health check for load balancers: `200` with the version while Ray, Redis and
         Kafka serve, `503` naming the component that does not. It names no tenant; a tenant's
         shards are in `GET /v1/status/tenant`."""
-        code, body = read_public(ctx.settings, ctx.store, ctx.admin, ray_health)
+        code, body = recent.get(lambda: read_public(ctx.settings, ctx.store, ctx.admin, ray_health))
         return JSONResponse(body, status_code=code, headers=_NO_CACHE)
 
     @api.get(

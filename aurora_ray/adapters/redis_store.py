@@ -573,8 +573,14 @@ class RedisStore:
 
     def mark_shard_started(self, tenant_id: str, shard: int) -> None:
         """The shard's actor is being constructed (restoring its checkpoint): ``starting`` until
-        its first heartbeat."""
-        self.client.hset(_k(tenant_id, "shard", str(shard)), "started_at", json.dumps(time.time()))
+        its first heartbeat. A shard that has not beaten since an earlier start keeps that
+        start, so one that crashes while starting, again and again, turns ``down`` once the
+        grace is over instead of ``starting`` for ever."""
+        key = _k(tenant_id, "shard", str(shard))
+        started, beat = self.client.hmget(key, ["started_at", "heartbeat"])
+        if started is not None and (beat is None or float(beat) < float(started)):
+            return
+        self.client.hset(key, "started_at", json.dumps(time.time()))
 
     def shard_health(self, tenant_id: str, shards: int) -> list[dict[str, Any]]:
         pipe = self.client.pipeline(transaction=False)

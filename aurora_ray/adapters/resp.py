@@ -92,7 +92,7 @@ class RespClient:
         finally:
             timer.cancel()
         if isinstance(reply, hiredis.ReplyError):
-            raise redis.exceptions.ResponseError(str(reply))
+            raise _reply_error(str(reply))
         return reply
 
     async def _connect(self) -> _Connection:
@@ -129,6 +129,17 @@ class RespClient:
         if self._connection is not None and self._connection.transport is not None:
             self._connection.transport.close()
         self._connection = None
+
+
+def _reply_error(text: str) -> redis.exceptions.RedisError:
+    """The exception redis-py raises for this error reply: a server that is still loading its
+    data, or read-only, or without its master, is unavailable (a ``ConnectionError``, which the
+    API answers ``503``), not a bad command."""
+    if text.startswith("LOADING"):
+        return redis.exceptions.BusyLoadingError(text)
+    if text.startswith(("READONLY", "MASTERDOWN")):
+        return redis.exceptions.ConnectionError(text)
+    return redis.exceptions.ResponseError(text)
 
 
 def _time_out(waiter: asyncio.Future[Any], timeout: float) -> None:

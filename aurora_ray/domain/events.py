@@ -31,7 +31,9 @@ __all__ = [
     "MAX_EXPECTED_AHEAD_MS",
     "MAX_JSON_DEPTH",
     "MAX_PRICE",
+    "MIN_PRICE",
     "MAX_QUANTITY",
+    "MAX_RECORD_SKEW_MS",
     "CheckedLine",
     "EventType",
     "LineError",
@@ -77,13 +79,20 @@ KNOWN_EVENT_TYPES: Final = (
 # int32 columns, or send the event-time timers decades ahead.
 #: Largest quantity, stock level or stock delta an event may carry.
 MAX_QUANTITY: Final = 1_000_000_000
-#: Largest price: fact_order.price is NUMERIC(10,2).
+#: Smallest and largest price: fact_order.price is NUMERIC(10,2), so a smaller price would read
+#: 0.00 there.
+MIN_PRICE: Final = 0.01
 MAX_PRICE: Final = 99_999_999.99
 #: Earliest event time accepted (2000-01-01T00:00:00Z): older history is refused.
 EARLIEST_TS_MS: Final = 946_684_800_000
 #: How far past the server's clock an event time may lie unless the caller says otherwise
 #: (``AURORA_MAX_EVENT_SKEW_S``, one hour by default).
 DEFAULT_MAX_SKEW_MS: Final = 3_600_000
+#: How far past its ``received_ms`` a record's event time may lie where records are read (the
+#: shards, the warehouse sink): a fixed bound, the largest the API's setting allows, so a record
+#: the API accepted is never refused downstream whatever the setting was when it was accepted;
+#: it only keeps poison (an event dated 9999) out.
+MAX_RECORD_SKEW_MS: Final = 7 * 86_400_000
 #: How far after its event a purchase order may be expected (``stock.ordered``'s expected_at).
 MAX_EXPECTED_AHEAD_MS: Final = 366 * 86_400_000
 #: Deepest nesting of arrays and objects in a line (the envelope counts as the first level).
@@ -106,7 +115,7 @@ class _SkuPayload(msgspec.Struct, kw_only=True):
 class OrderCreated(_SkuPayload, kw_only=True):
     order_id: OrderId
     qty: PositiveInt
-    price: Annotated[float, Meta(gt=0, le=MAX_PRICE)]
+    price: Annotated[float, Meta(ge=MIN_PRICE, le=MAX_PRICE)]
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
 
 
@@ -678,7 +687,7 @@ def encode_stream_event(event: StreamEvent) -> bytes:
 
 
 def decode_stream_events(
-    values: list[bytes], *, max_skew_ms: int = DEFAULT_MAX_SKEW_MS
+    values: list[bytes], *, max_skew_ms: int = MAX_RECORD_SKEW_MS
 ) -> tuple[list[StreamEvent], list[int]]:
     """Decode topic records; returns the events and the indexes of records that failed (to
     decode, or :func:`record_problem`'s checks)."""
@@ -712,7 +721,7 @@ class ShardBatch:
     partitions: list[int] = field(default_factory=list)
     refused: list[tuple[int, bytes]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
-    max_skew_ms: int = DEFAULT_MAX_SKEW_MS
+    max_skew_ms: int = MAX_RECORD_SKEW_MS
 
     def __len__(self) -> int:
         return len(self.records)
@@ -771,7 +780,7 @@ def _short(exc: BaseException) -> str:
 
 
 def record_problem(
-    record: ShardRecord | StreamEvent, *, max_skew_ms: int = DEFAULT_MAX_SKEW_MS
+    record: ShardRecord | StreamEvent, *, max_skew_ms: int = MAX_RECORD_SKEW_MS
 ) -> str | None:
     """Why a decoded topic record must not be folded, or None: the API's bounds, checked again
     where records are read, since any producer can write to a topic (defence in depth: one such

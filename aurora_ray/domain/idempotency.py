@@ -4,8 +4,10 @@ A client that retries a request after a timeout sends the same events again (sam
 the broker keeps both copies. The shard remembers a 64-bit hash of every id it applied, per
 partition (a SKU's events all live in one partition, so a repeat always meets its first copy),
 and drops a record whose id it has seen. The window is bounded twice: by count (the newest
-``max_ids`` of a partition) and by age (ids received within ``max_age_ms`` of the newest; the
-``received_ms`` stamped by the API, so a replay drops exactly what the live run dropped).
+``max_ids`` of a partition, exactly, so a restored window holds the same ids as the live one)
+and by age (ids received within ``max_age_ms`` of the newest, by the ``received_ms`` the API
+stamped; live, whole micro-batches age out, while a restore filters id by id, so an id right at
+the edge of the age may be kept by one and not by the other).
 
 The ids are kept in two forms: a sorted array for vectorised membership tests of a whole
 micro-batch (``searchsorted``) and the arrival order for eviction. The shard persists the ids
@@ -26,7 +28,7 @@ import mmh3
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ENTRY", "IdWindow", "PartitionIds", "hash_ids"]
+__all__ = ["ENTRY", "IdWindow", "PartitionIds", "SavePlan", "hash_ids"]
 
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
@@ -82,15 +84,14 @@ class PartitionIds:
         return new
 
     def _evict(self, *, max_ids: int, max_age_ms: int) -> None:
-        """Drop the oldest ids past the count (in one go once 10 % over, to amortise the
-        array rewrite) and whole chunks past the age."""
+        """Drop the oldest ids past the count and whole chunks past the age."""
         oldest_allowed = self.newest_ms - max_age_ms
         drop: list[U64] = []
         while self.chunks and int(self.chunks[0][1].max()) < oldest_allowed:
             hashes, _ = self.chunks.pop(0)
             drop.append(hashes)
             self.count -= len(hashes)
-        if self.count > max_ids + max_ids // 10:
+        if self.count > max_ids:
             excess = self.count - max_ids
             while excess > 0 and self.chunks:
                 hashes, times = self.chunks[0]
@@ -122,6 +123,15 @@ def _entries(chunks: list[tuple[U64, I64]]) -> NDArray[np.void]:
         out["t"][at : at + len(hashes)] = times
         at += len(hashes)
     return out
+
+
+@dataclass
+class SavePlan:
+    """What one checkpoint writes of the windows (see :meth:`IdWindow.unsaved`)."""
+
+    appends: dict[int, bytes] = field(default_factory=dict)
+    rewrites: dict[int, bytes] = field(default_factory=dict)
+    stored: dict[int, tuple[int, int]] = field(default_factory=dict)  # unsaved chunks, log size
 
 
 class IdWindow:
@@ -158,24 +168,30 @@ class IdWindow:
         return keep
 
     # -- persistence ---------------------------------------------------------------------------
-    def unsaved(self) -> tuple[dict[int, bytes], dict[int, bytes]]:
+    def unsaved(self) -> SavePlan:
         """What a checkpoint must persist: per partition, entries to append to its stored log,
         or the whole window to store instead when the log has grown past twice the window.
-        Marks them saved (call when the checkpoint is written)."""
-        appends: dict[int, bytes] = {}
-        rewrites: dict[int, bytes] = {}
+        Nothing is marked saved until :meth:`saved` is called with the plan, once the checkpoint
+        is written: a failed write leaves the ids for the next checkpoint."""
+        plan = SavePlan()
         for partition, window in self.partitions.items():
             if not window.unsaved:
                 continue
             added = sum(len(h) for h, _ in window.unsaved)
             if window.stored + added > 2 * window.count + 1024:
-                rewrites[partition] = window.entries().tobytes()
-                window.stored = window.count
+                plan.rewrites[partition] = window.entries().tobytes()
+                plan.stored[partition] = (len(window.unsaved), window.count)
             else:
-                appends[partition] = _entries(window.unsaved).tobytes()
-                window.stored += added
-            window.unsaved = []
-        return appends, rewrites
+                plan.appends[partition] = _entries(window.unsaved).tobytes()
+                plan.stored[partition] = (len(window.unsaved), window.stored + added)
+        return plan
+
+    def saved(self, plan: SavePlan) -> None:
+        """The plan's checkpoint is written: its entries are in the stored logs."""
+        for partition, (chunks, stored) in plan.stored.items():
+            window = self.partitions[partition]
+            window.unsaved = window.unsaved[chunks:]
+            window.stored = stored
 
     def load(self, partition: int, data: bytes) -> None:
         """Restore a partition's window from its stored log (the newest entries that fit)."""

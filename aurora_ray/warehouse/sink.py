@@ -760,6 +760,7 @@ def _decode(values: list[bytes]) -> tuple[ShardBatch, list[tuple[int, str]]]:
         batch.records += one.records
         batch.partitions += one.partitions
         batch.refused += one.refused
+        batch.reasons += one.reasons
     return batch, broken
 
 

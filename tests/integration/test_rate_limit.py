@@ -215,4 +215,4 @@ def test_redis_that_never_answers_fails_open_within_the_timeout() -> None:
         (first, t1), (second, t2), (third, t3) = asyncio.run(run())
     assert first.failed_open and second.failed_open and third.failed_open
     assert 0.15 <= t1 < 2.0
-    assert t2 < 0.05 and t3 < 0.05
+    assert t2 < 0.15 and t3 < 0.15  # answered without waiting out the 0.2 s timeout again

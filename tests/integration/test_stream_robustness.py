@@ -143,8 +143,7 @@ def test_a_poison_record_is_dead_lettered_and_the_partition_goes_on(
 
 
 class PoisonedModel:
-    """A scorer whose model fails on one stock level: a record no check foresaw that makes the
-    fold fail, deterministically, wherever it lands in a batch."""
+    """A learned scorer whose model fails on one stock level."""
 
     version = "poisoned-1"
 
@@ -155,21 +154,34 @@ class PoisonedModel:
         return output.event_probability
 
 
-def test_a_record_the_fold_cannot_take_is_isolated_and_dead_lettered_alone(
-    services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(
-        "aurora_ray.stream.load_scorer",
-        lambda *_a, **_k: PoisonedModel(),  # noqa: ARG005
-    )
-    settings = settings_for(services, timer_period_hours=0.0, batch_max_events=16)
-    tenant_id = services.new_tenant_topic(settings)
+def _bad_stream(tenant_id: str) -> tuple[list[dict[str, Any]], float]:
     t0 = time.time() - 2 * 24 * HOUR
     events = [sku_upserted(tenant_id, "A", "W", 100, at=t0)]
     events += [order(tenant_id, "A", "W", 1, at=t0 + 60 * i) for i in range(1, 6)]
     events += [stock_snapshot(tenant_id, "BAD", "W", 666_666, at=t0 + 400)]
     events += [order(tenant_id, "A", "W", 1, at=t0 + 600 + 60 * i) for i in range(5)]
     events += [sku_upserted(tenant_id, "B", "W", 7, at=t0 + 1000)]
+    return events, t0
+
+
+def test_a_record_the_fold_cannot_take_is_isolated_and_dead_lettered_alone(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the fold fails on any batch holding the SKU "BAD" (no check of the
+    decoder foresees such a record), whatever the scorer."""
+    from aurora_ray import stream
+
+    real = stream.fold_with_timers
+
+    def fold(state: Any, events: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(e.sku == "BAD" for e in events):
+            raise ValueError("the fold cannot take BAD")
+        return real(state, events, *args, **kwargs)
+
+    monkeypatch.setattr(stream, "fold_with_timers", fold)
+    settings = settings_for(services, timer_period_hours=0.0, batch_max_events=16)
+    tenant_id = services.new_tenant_topic(settings)
+    events, t0 = _bad_stream(tenant_id)
     records = records_for(events, tenant_id)
     services.produce(settings.topic_for(tenant_id), records)
 
@@ -177,17 +189,38 @@ def test_a_record_the_fold_cannot_take_is_isolated_and_dead_lettered_alone(
     failures = run_until(proc, len(records))
     assert 1 <= failures <= 2  # one failed micro-batch per partition holding a bad record
     assert on_hand(proc, "A@W") == 90 and on_hand(proc, "B@W") == 7
-    assert (
-        "BAD@W" not in proc.state.index
-        or not proc.state.cols["stock_known"][proc.state.index["BAD@W"]]
-    )
+    assert "BAD@W" not in proc.state.index
     [entry] = dead_letters(proc.store, tenant_id)
-    assert "cannot score 666666 units" in entry["reason"] and "BAD" in entry["record"]
+    assert "the fold cannot take BAD" in entry["reason"] and "BAD" in entry["record"]
     # The partition goes on in normal mode afterwards.
     more = records_for([order(tenant_id, "A", "W", 2, at=t0 + 2000)], tenant_id)
     services.produce(settings.topic_for(tenant_id), more)
     assert run_until(proc, len(records) + 1) == 0
     assert on_hand(proc, "A@W") == 88
+    proc.close()
+
+
+def test_a_learned_model_that_fails_gives_way_to_the_analytic_scorer(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record folds with the analytic scorer: the model is at fault, not the record. It is
+    kept, the shard scores analytically from then on and says why."""
+    monkeypatch.setattr(
+        "aurora_ray.stream.load_scorer",
+        lambda *_a, **_k: PoisonedModel(),  # noqa: ARG005
+    )
+    settings = settings_for(services, timer_period_hours=0.0, batch_max_events=16)
+    tenant_id = services.new_tenant_topic(settings)
+    events, _ = _bad_stream(tenant_id)
+    records = records_for(events, tenant_id)
+    services.produce(settings.topic_for(tenant_id), records)
+
+    proc = make_processor(services, settings, tenant_id)
+    assert 1 <= run_until(proc, len(records)) <= 2
+    assert on_hand(proc, "A@W") == 90 and on_hand(proc, "BAD@W") == 666_666
+    assert dead_letters(proc.store, tenant_id) == []
+    assert "poisoned-1 failed" in (proc.health()["model_error"] or "")
+    assert proc.scorer.model is None
     proc.close()
 
 

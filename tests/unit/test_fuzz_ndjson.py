@@ -35,6 +35,7 @@ from aurora_ray.domain.events import (
     MAX_EXPECTED_AHEAD_MS,
     MAX_JSON_DEPTH,
     MAX_PRICE,
+    MIN_PRICE,
     MAX_QUANTITY,
     ParsedBatch,
     ShardBatch,
@@ -461,7 +462,7 @@ def test_every_number_as_a_price(text: str) -> None:
     line = valid_line("order.created", price=text.encode())
     parsed, _ = check_everything(line)
     value = float(text) if _JSON_NUMBER.fullmatch(text) else None
-    fits = value is not None and math.isfinite(value) and 0 < value <= MAX_PRICE
+    fits = value is not None and math.isfinite(value) and MIN_PRICE <= value <= MAX_PRICE
     assert (parsed.accepted == 1) == fits, (text, parsed.errors)
     if not fits:
         assert {f for f, _ in errors_on(parsed)} <= {"payload.price", "payload", "line"}

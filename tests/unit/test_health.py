@@ -120,9 +120,14 @@ def test_a_delayed_warehouse_shows_without_degrading() -> None:
 
 def test_a_failing_warehouse_degrades_the_tenant_and_shows_to_operators() -> None:
     failing = {"error": "NotADirectoryError", "since": NOW - 60, "attempts": 4, "buffered": 300}
-    body = view([{"shard": 0, "heartbeat": NOW}], failing=failing)
+    beat = {"shard": 0, "heartbeat": NOW, "warehouse_error": "OSError: /srv/wh is full"}
+    body = view([beat], failing=failing, internal=True)  # the operator's
     assert body["warehouse"] == {"status": "failing", **failing}
+    assert body["shards"][0]["warehouse_error"] == "OSError: /srv/wh is full"
     assert body["status"] == "degraded"
+    own = view([beat], failing=failing)  # the tenant's: no path, host or exception text
+    assert "NotADirectory" not in str(own) and "/srv/wh" not in str(own)
+    assert own["warehouse"]["status"] == "failing" and own["status"] == "degraded"
     infra = dict.fromkeys(("ray", "redis", "kafka"), Component(ok=True))
     operator = operator_status(infra, {TENANT: body}, topics=1)
     assert operator["down"] == ["warehouse"] and operator["warehouse_failing"] == [TENANT]
