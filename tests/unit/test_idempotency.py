@@ -56,18 +56,19 @@ def test_off_admits_everything() -> None:
 def test_what_a_checkpoint_saves_restores_the_same_window() -> None:
     window = IdWindow(max_ids=50, max_age_ms=HOUR_MS)
     log = {0: b""}
-    for start in range(0, 400, 20):
-        admit(window, [f"e{i}" for i in range(start, start + 20)], at=start)
-        appends, rewrites = window.unsaved()
-        for partition, data in appends.items():
+    for start in range(0, 400, 3):  # batches that do not divide the window
+        admit(window, [f"e{i}" for i in range(start, start + 3)], at=start)
+        plan = window.unsaved()
+        for partition, data in plan.appends.items():
             log[partition] += data
-        for partition, data in rewrites.items():
+        for partition, data in plan.rewrites.items():
             log[partition] = data
+        window.saved(plan)
     assert len(log[0]) <= 16 * (2 * 55 + 1024)  # rewritten when it outgrows the window
     restored = IdWindow(max_ids=50, max_age_ms=HOUR_MS)
     restored.load(0, log[0])
     assert restored.size() == window.size()
-    probe = [f"e{i}" for i in range(300, 400)]
+    probe = [f"e{i}" for i in range(320, 420)]
     assert admit(restored, probe, at=400) == admit(window, probe, at=400)
 
 
@@ -83,3 +84,33 @@ def test_a_repeat_within_the_window_is_never_admitted(batches: list[list[int]]) 
             want.append(i not in seen)
             seen.add(i)
         assert got == want
+
+
+def test_ids_a_failed_checkpoint_did_not_save_go_with_the_next_one() -> None:
+    window = IdWindow(max_ids=100, max_age_ms=HOUR_MS)
+    admit(window, ["a", "b"])
+    window.unsaved()  # the checkpoint's write failed: saved() is never called
+    admit(window, ["c"])
+    plan = window.unsaved()
+    window.saved(plan)
+    restored = IdWindow(max_ids=100, max_age_ms=HOUR_MS)
+    restored.load(0, plan.appends[0])
+    assert admit(restored, ["a", "b", "c", "d"]) == [False, False, False, True]
+    assert window.unsaved().appends == {}  # nothing left once saved
+
+
+def test_the_window_holds_exactly_max_ids() -> None:
+    window = IdWindow(max_ids=10, max_age_ms=HOUR_MS)
+    for start in range(0, 40, 3):
+        admit(window, [f"e{i}" for i in range(start, start + 3)])
+        assert window.size() <= 10
+
+
+def test_a_redis_still_loading_is_unavailable_not_a_bad_command() -> None:
+    import redis
+
+    from aurora_ray.adapters.resp import _reply_error
+
+    assert isinstance(_reply_error("LOADING Redis is loading the dataset"), redis.ConnectionError)
+    assert isinstance(_reply_error("READONLY You can't write"), redis.ConnectionError)
+    assert type(_reply_error("ERR unknown command")) is redis.ResponseError
