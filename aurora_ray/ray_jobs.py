@@ -21,6 +21,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from aurora_ray.settings import Settings
+from aurora_ray.stack_file import ray_token_path, read_stack
 
 __all__ = [
     "TERMINAL",
@@ -47,8 +48,6 @@ def gcs_address(settings: Settings) -> str | None:
             return str(ray.get_runtime_context().gcs_address)
     except Exception:  # noqa: S110 - fall back to what `aurora up` recorded
         pass
-    from aurora_ray.stack import read_stack
-
     info = read_stack(settings)
     return info.ray_address if info else None
 
@@ -94,8 +93,6 @@ def ray_auth_headers(settings: Settings, dashboard_url: str) -> dict[str, str]:
     that `aurora up` started (recorded in ``<data_dir>/stack.json``, token under
     ``<data_dir>/secrets``); nothing otherwise, so this stack's token never goes to another
     cluster, and Ray's own settings (``RAY_AUTH_TOKEN``…) apply there."""
-    from aurora_ray.stack import ray_token_path, read_stack
-
     info = read_stack(settings)
     token = ray_token_path(settings)
     if info is None or not _same_endpoint(info.dashboard_url, dashboard_url) or not token.is_file():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import logging
 import os
 import secrets
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ from aurora_ray.naming import (
     SUPERVISOR_NAME,
 )
 from aurora_ray.settings import Settings
+from aurora_ray.stack_file import StackInfo, ray_token_path, read_stack, stack_file, write_stack
 from aurora_ray.tenants import NewTenant, create_tenant
 
 __all__ = [
@@ -69,37 +68,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 _RAY_GCS_PORT = 6380  # not 6379, the default of Redis and of other Ray clusters
 _DASHBOARD_PORT = 8265
-
-
-@dataclass
-class StackInfo:
-    redis_url: str
-    kafka_bootstrap: str
-    ray_address: str
-    api_url: str
-    dashboard_url: str
-    embedded: list[str]
-    started_ray: bool
-
-
-def _stack_file(settings: Settings) -> Path:
-    return settings.data_dir / "stack.json"
-
-
-def read_stack(settings: Settings) -> StackInfo | None:
-    try:
-        return StackInfo(**json.loads(_stack_file(settings).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def _write_stack(settings: Settings, info: StackInfo) -> None:
-    _stack_file(settings).write_text(json.dumps(asdict(info), indent=2))
-
-
-def ray_token_path(settings: Settings) -> Path:
-    """The token of the Ray head that `aurora up` starts (token authentication)."""
-    return (settings.data_dir / "secrets" / "ray_auth_token").resolve()
 
 
 def _jwt_secret(settings: Settings) -> str:
@@ -315,7 +283,7 @@ def up(settings: Settings, *, http_port: int | None = None) -> StackInfo:
         embedded=embedded,
         started_ray=started_ray,
     )
-    _write_stack(settings, info)
+    write_stack(settings, info)
     return info
 
 
@@ -357,7 +325,7 @@ def down(settings: Settings) -> list[str]:
     for name in ("tansu", "valkey"):
         if stop_pid_file(settings.data_dir / "run" / f"{name}.pid"):
             stopped.append(name)
-    _stack_file(settings).unlink(missing_ok=True)
+    stack_file(settings).unlink(missing_ok=True)
     return stopped
 
 

@@ -20,6 +20,7 @@ from aurora_ray import stack as stack_mod
 from aurora_ray.embedded import free_port, wait_port
 from aurora_ray.ray_jobs import follow_job, job_client, ray_auth_headers, submit_module
 from aurora_ray.settings import Settings
+from aurora_ray.stack_file import StackInfo, write_stack
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +39,9 @@ def authed_head() -> Iterator[tuple[Settings, str]]:
     url = f"http://127.0.0.1:{dashboard_port}"
     try:
         wait_port(dashboard_port, timeout=90, what="the Ray dashboard (job API)")
-        stack_mod._write_stack(
+        write_stack(
             settings,
-            stack_mod.StackInfo(
+            StackInfo(
                 redis_url=settings.redis_url,
                 kafka_bootstrap=settings.kafka_bootstrap,
                 ray_address=f"127.0.0.1:{gcs_port}",
