@@ -16,6 +16,7 @@ __all__ = [
     "EventIn",
     "IngestAccepted",
     "LineErrorOut",
+    "NDJSON_REQUEST_BODY",
     "OAuthErrorOut",
     "OperatorStatusOut",
     "PredictionOut",
@@ -72,6 +73,40 @@ class EventIn(BaseModel):
         description="ISO 8601 with a zone, from 2000-01-01 to the server's clock plus the"
         " allowed skew; default: when the request arrived",
     )
+
+
+_EXAMPLE_LINE = {
+    "tenant_id": "0b7c4f7e-8d6f-4a53-9d0e-3c1f2b8a9e10",
+    "event_type": "order.created",
+    "event_id": "ord-1001-1",
+    "occurred_at": "2025-06-02T09:00:00Z",
+    "payload": {
+        "sku": "SKU-123",
+        "warehouse": "DE-HAM",
+        "order_id": "1001",
+        "qty": 2,
+        "price": 19.99,
+        "currency": "EUR",
+    },
+}
+
+#: The OpenAPI request body of ``POST /v1/ingest/events``: NDJSON, described as the array of its
+#: lines (schemathesis writes it back one a line).
+NDJSON_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/x-ndjson": {
+            "schema": {
+                "type": "array",
+                "minItems": 1,
+                "items": EventIn.model_json_schema(),
+                "description": "NDJSON: one envelope a line (the array of the lines);"
+                " `Content-Encoding: gzip` accepted",
+            },
+            "example": [_EXAMPLE_LINE],
+        }
+    },
+}
 
 
 class IngestAccepted(BaseModel):

@@ -6,13 +6,32 @@ each refusal is an :class:`IngestError` with the status and a JSON body that nam
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+from aurora_ray.adapters.kafka import BatchProducer, DeliveryError
 from aurora_ray.domain.events import DEFAULT_MAX_SKEW_MS, ParsedBatch, encode_ndjson
+from aurora_ray.settings import Settings
 
-__all__ = ["NDJSON_TYPES", "IngestError", "PreparedIngest", "decode_body", "prepare_ingest"]
+__all__ = [
+    "ACK_TIMEOUT_S",
+    "NDJSON_TYPES",
+    "IngestError",
+    "PreparedIngest",
+    "decode_body",
+    "deliver",
+    "prepare_ingest",
+    "read_request",
+]
+
+log = logging.getLogger(__name__)
+# Above the producer's own bound (BatchProducer.ack_timeout_s, 35 s, itself above librdkafka's
+# message.timeout.ms): a 503 comes after the delivery was given up, not while it goes on.
+ACK_TIMEOUT_S: Final = 40.0
 
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
@@ -150,3 +169,69 @@ def prepare_ingest(
         names = ", ".join(sorted(parsed.deprecated_fields))
         headers["Warning"] = f'299 aurora "deprecated field(s) {names}: use sku"'
     return PreparedIngest(parsed.records, parsed, headers)
+
+
+def read_request(
+    body: bytes,
+    *,
+    content_length: str | None,
+    content_type: str | None,
+    content_encoding: str | None,
+    tenant_id: str,
+    received_ms: int,
+    settings: Settings,
+) -> PreparedIngest:
+    """An HTTP request's body to topic records, with the settings' limits: refused early when
+    its declared length is over the size limit, then :func:`decode_body` and
+    :func:`prepare_ingest`."""
+    declared = content_length or "0"
+    if declared.isdigit() and int(declared) > settings.max_body_bytes:
+        raise IngestError(413, {"error": "payload_too_large", "message": "body too large"})
+    decoded = decode_body(
+        body,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        max_bytes=settings.max_body_bytes,
+    )
+    return prepare_ingest(
+        decoded,
+        tenant_id=tenant_id,
+        received_ms=received_ms,
+        max_errors=settings.max_error_lines,
+        max_skew_ms=round(settings.max_event_skew_s * 1000),
+    )
+
+
+def _unavailable(message: str, *, rejected_lines: int = 0) -> IngestError:
+    body = {"error": "unavailable", "message": message}
+    return IngestError(503, body, {"Retry-After": "5"}, rejected_lines=rejected_lines)
+
+
+async def deliver(
+    producer: BatchProducer,
+    topic: str,
+    prepared: PreparedIngest,
+    *,
+    topic_exists: Callable[[str], bool],
+    timeout_s: float = ACK_TIMEOUT_S,
+) -> None:
+    """Produce the records and wait until the broker acknowledged every one. A ``503``
+    (:class:`IngestError`) when the broker cannot be asked or the topic is missing (nothing was
+    produced: ``rejected_lines`` 0), or when the delivery was not acknowledged in time (its
+    events are the ``rejected_lines``: nothing may be assumed kept)."""
+    try:
+        exists = topic_exists(topic)
+    except Exception as exc:  # the broker cannot even be asked
+        log.warning("topic metadata of %s unavailable", topic, exc_info=True)
+        raise _unavailable("the broker does not answer") from exc
+    if not exists:
+        raise _unavailable("the tenant's topic is not ready yet")
+    future = producer.produce_batch(topic, prepared.records)
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    except (DeliveryError, TimeoutError) as exc:
+        log.warning("the broker did not acknowledge a batch of %s", topic, exc_info=True)
+        raise _unavailable(
+            "the broker did not acknowledge the events; nothing may be assumed kept",
+            rejected_lines=prepared.accepted,
+        ) from exc

@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 
-from aurora_ray.adapters.kafka import DeliveryError
-from aurora_ray.api_models import DetailOut, ErrorOut, EventIn, IngestAccepted, LineErrorOut
+from aurora_ray.api_models import (
+    NDJSON_REQUEST_BODY,
+    DetailOut,
+    ErrorOut,
+    IngestAccepted,
+    LineErrorOut,
+)
 from aurora_ray.auth import Principal
-from aurora_ray.ingest import IngestError, decode_body, prepare_ingest
+from aurora_ray.ingest import IngestError, deliver, read_request
 from aurora_ray.ingest_keys import HEADER, Answer, IdempotencyKeys, answer_once, fingerprint
 from serve.context import ApiContext
 from serve.deps import auth_errors, context, require
 from serve.limits import RATE_LIMITED, admit, refusal
 from serve.metrics import ApiMetrics
-
-log = logging.getLogger(__name__)
-# Above the producer's own bound (BatchProducer.ack_timeout_s, 35 s, itself above librdkafka's
-# message.timeout.ms): a 503 comes after the delivery was given up, not while it goes on.
-_PRODUCE_TIMEOUT_S = 40.0
-_EXAMPLE_LINE = {
-    "tenant_id": "0b7c4f7e-8d6f-4a53-9d0e-3c1f2b8a9e10",
-    "event_type": "order.created",
-    "event_id": "ord-1001-1",
-    "occurred_at": "2025-06-02T09:00:00Z",
-    "payload": {
-        "sku": "SKU-123",
-        "warehouse": "DE-HAM",
-        "order_id": "1001",
-        "qty": 2,
-        "price": 19.99,
-        "currency": "EUR",
-    },
-}
 
 
 def router(metrics: ApiMetrics) -> APIRouter:
@@ -79,23 +63,7 @@ def router(metrics: ApiMetrics) -> APIRouter:
                 },
             }
         ),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-ndjson": {
-                        "schema": {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": EventIn.model_json_schema(),
-                            "description": "NDJSON: one envelope a line (the array of the"
-                            " lines); `Content-Encoding: gzip` accepted",
-                        },
-                        "example": [_EXAMPLE_LINE],
-                    }
-                },
-            }
-        },
+        openapi_extra={"requestBody": NDJSON_REQUEST_BODY},
     )
     async def ingest_events(
         request: Request,
@@ -156,25 +124,16 @@ def router(metrics: ApiMetrics) -> APIRouter:
 async def _ingest(
     request: Request, who: Principal, ctx: ApiContext, metrics: ApiMetrics
 ) -> Response:
-    """Decode, validate, produce and wait for every acknowledgement."""
-    settings = ctx.settings
-    received_ms = int(time.time() * 1000)
+    """Decode, validate, charge the rate limit, produce and wait for every acknowledgement."""
     try:
-        length = int(request.headers.get("content-length") or 0)
-        if length > settings.max_body_bytes:
-            raise IngestError(413, {"error": "payload_too_large", "message": "body too large"})
-        body = decode_body(
+        prepared = read_request(
             await request.body(),
+            content_length=request.headers.get("content-length"),
             content_type=request.headers.get("content-type"),
             content_encoding=request.headers.get("content-encoding"),
-            max_bytes=settings.max_body_bytes,
-        )
-        prepared = prepare_ingest(
-            body,
             tenant_id=who.tenant_id,
-            received_ms=received_ms,
-            max_errors=settings.max_error_lines,
-            max_skew_ms=round(settings.max_event_skew_s * 1000),
+            received_ms=int(time.time() * 1000),
+            settings=ctx.settings,
         )
     except IngestError as exc:
         # Every line of a refused request counts (all or nothing); 1 if never parsed.
@@ -184,33 +143,21 @@ async def _ingest(
             metrics.refused(who.tenant_id, lines, "rate_limited")
             return refusal(decision)
         metrics.refused(who.tenant_id, lines, f"http_{exc.status}")
-        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        return _answer(exc)
     decision = await admit(request.scope, ctx, metrics, who.tenant_id, events=prepared.accepted)
     if not decision.allowed:
         metrics.refused(who.tenant_id, prepared.accepted, "rate_limited")
         return refusal(decision)
-    topic = settings.topic_for(who.tenant_id)
+    topic = ctx.settings.topic_for(who.tenant_id)
     try:
-        exists = ctx.topic_exists(topic)
-    except Exception:  # the broker cannot even be asked
-        log.warning("topic metadata of %s unavailable", topic, exc_info=True)
-        return _unavailable("the broker does not answer")
-    if not exists:
-        return _unavailable("the tenant's topic is not ready yet")
-    future = ctx.producer.produce_batch(topic, prepared.records)
-    try:
-        await asyncio.wait_for(asyncio.wrap_future(future), _PRODUCE_TIMEOUT_S)
-    except (DeliveryError, TimeoutError):
-        log.warning("the broker did not acknowledge a batch of %s", topic, exc_info=True)
-        metrics.refused(who.tenant_id, prepared.accepted, "broker")
-        return _unavailable(
-            "the broker did not acknowledge the events; nothing may be assumed kept"
-        )
+        await deliver(ctx.producer, topic, prepared, topic_exists=ctx.topic_exists)
+    except IngestError as exc:
+        if exc.rejected_lines:  # produced, not acknowledged
+            metrics.refused(who.tenant_id, exc.rejected_lines, "broker")
+        return _answer(exc)
     metrics.accepted(who.tenant_id, prepared.accepted)
     return JSONResponse({"accepted": prepared.accepted}, status_code=202, headers=prepared.headers)
 
 
-def _unavailable(message: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": "unavailable", "message": message}, status_code=503, headers={"Retry-After": "5"}
-    )
+def _answer(exc: IngestError) -> JSONResponse:
+    return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
