@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 __all__ = [
     "AlertOut",
+    "BackfillAccepted",
+    "BackfillStatusOut",
+    "BackfillUriIn",
     "ComponentOut",
     "DetailOut",
     "ErrorOut",
@@ -252,3 +255,35 @@ class OAuthErrorOut(BaseModel):
 
     error: Literal["invalid_request", "invalid_client", "invalid_scope", "unsupported_grant_type"]
     error_description: str
+
+
+class BackfillUriIn(BaseModel):
+    uri: str = Field(description="NDJSON(.gz) or Parquet on a remote filesystem, e.g. s3://b/k")
+
+
+class BackfillAccepted(BaseModel):
+    id: str
+    status_url: str
+    job_id: str = Field(description="the Ray job's submission id")
+
+
+class BackfillStatusOut(BaseModel):
+    id: str
+    state: Literal[
+        "submitted", "validating", "deduplicating", "producing", "folding",
+        "succeeded", "failed",
+    ]  # fmt: skip
+    progress: float = Field(ge=0, le=1)
+    read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = Field(0, description="skipped: repeated in the file or applied before")
+    duplicates_in_file: int = 0
+    duplicates_applied: int = 0
+    written: int = Field(0, description="fact_order rows")
+    produced: int = Field(0, description="events on the tenant topic, for the shards")
+    rejects: str | None = Field(None, description="NDJSON file: line, reason, raw")
+    error: str | None = None
+    source: str | None = None
+    job_id: str | None = None
+    folded: bool | None = Field(None, description="the shards read everything produced")
