@@ -349,8 +349,6 @@ class ShardProcessor:
         for record, partition, reason in computed.poisoned:
             log.error("shard %s/%d dead-letters %s: %s", self.tenant_id, self.shard, record, reason)
             dead.append(dead_letter_entry(reason, msgspec.json.encode(record), partition=partition))
-        if dead:
-            self.store.dead_letter(self.tenant_id, dead)
         self.predictions.append(self.state, computed.outputs, model_version=self.scorer.version)
         unknown = sum(1 for e in records if e.event_type not in TYPE_CODES)
         alerts = computed.alerts
@@ -366,6 +364,7 @@ class ShardProcessor:
                 "alerts_generated": len(alerts),
                 "dead_letters": len(dead),
             },
+            dead_letters=dead,
         )
         # Before the count moves: whoever sees the events in health sees their batch's time.
         self.progress.last_batch_at = self.clock()

@@ -129,6 +129,13 @@ def dead_letter_entry(reason: str, record: bytes, **where: Any) -> bytes:
     return _encode_json(entry)
 
 
+def _push_dead_letters(pipe: Any, tenant_id: str, records: list[bytes], keep: int = 10_000) -> None:
+    """The tenant's dead-letter list, newest first, trimmed to its newest ``keep``."""
+    key = _k(tenant_id, "deadletter")
+    pipe.lpush(key, *records)
+    pipe.ltrim(key, 0, keep - 1)
+
+
 def alert_member(alert: Mapping[str, Any]) -> str:
     """Serialise an alert with ``alert_id`` first (see the module docstring)."""
     ordered = {"alert_id": alert["alert_id"], **{k: v for k, v in alert.items() if k != "alert_id"}}
@@ -371,8 +378,11 @@ class RedisStore:
         predictions: Mapping[str, Mapping[str, Any]],
         alerts: list[AlertRecord],
         counters: Mapping[str, int] | None = None,
+        dead_letters: list[bytes] | None = None,
     ) -> None:
-        """Write a micro-batch's predictions and alerts (with their dedup marks) atomically."""
+        """Write a micro-batch's predictions, alerts (with their dedup marks), counters and
+        dead letters (:func:`dead_letter_entry`) atomically: a batch replayed after a failed
+        write dead-letters its records once."""
         pipe = self.client.pipeline(transaction=True)
         if predictions:
             prefix = _k(tenant_id, "pred", "")
@@ -407,6 +417,8 @@ class RedisStore:
         for name, value in (counters or {}).items():
             if value:
                 pipe.hincrby(_k(tenant_id, "counters"), name, value)
+        if dead_letters:
+            _push_dead_letters(pipe, tenant_id, dead_letters)
         pipe.execute()
 
     def dedup_marks(self, tenant_id: str, shard: int) -> dict[str, float]:
@@ -416,10 +428,8 @@ class RedisStore:
     def dead_letter(self, tenant_id: str, records: list[bytes], keep: int = 10_000) -> None:
         """Keep refused records for inspection (newest ``keep``); each entry is JSON with its
         ``reason`` (see :func:`dead_letter_entry`)."""
-        key = _k(tenant_id, "deadletter")
         pipe = self.client.pipeline(transaction=False)
-        pipe.lpush(key, *records)
-        pipe.ltrim(key, 0, keep - 1)
+        _push_dead_letters(pipe, tenant_id, records, keep)
         pipe.execute()
 
     def incr_counter(self, tenant_id: str, name: str, value: int = 1) -> None:
