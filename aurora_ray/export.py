@@ -30,8 +30,7 @@ from typing import Any, Final, cast
 
 import msgspec
 
-from aurora_ray.adapters.redis_store import RedisStore
-from aurora_ray.adapters.redis_store import _k as redis_key  # the one home of the key layout
+from aurora_ray.adapters.redis_store import RedisStore, tenant_key
 
 __all__ = [
     "ALERT_COLUMNS",
@@ -354,9 +353,9 @@ def export_alerts(
     ZRANGE while iterating."""
     flt = f or ExportFilter()
     key = (
-        redis_key(tenant_id, "alerts", "sku", flt.sku)
+        tenant_key(tenant_id, "alerts", "sku", flt.sku)
         if flt.sku
-        else redis_key(tenant_id, "alerts")
+        else tenant_key(tenant_id, "alerts")
     )
     client = store.client
     pipe = client.pipeline(transaction=False)
@@ -397,7 +396,7 @@ def export_predictions(
     pipeline of HVALS (or HGET with ``warehouse``) per ``chunk`` SKUs."""
     flt = f or ExportFilter()
     client = store.client
-    skus_key = redis_key(tenant_id, "skus")
+    skus_key = tenant_key(tenant_id, "skus")
     total = 1 if flt.sku else int(client.zcard(skus_key))
     low = flt.since.timestamp() if flt.since else None
     high = flt.until.timestamp() if flt.until else None
@@ -426,9 +425,9 @@ def export_predictions(
             for s in skus:
                 name = s.decode() if isinstance(s, bytes) else s
                 if flt.warehouse:
-                    pipe.hget(redis_key(tenant_id, "pred", name), flt.warehouse)
+                    pipe.hget(tenant_key(tenant_id, "pred", name), flt.warehouse)
                 else:
-                    pipe.hvals(redis_key(tenant_id, "pred", name))
+                    pipe.hvals(tenant_key(tenant_id, "pred", name))
             found: list[_Prediction] = []
             for result in pipe.execute():
                 for value in result if isinstance(result, list) else [result]:

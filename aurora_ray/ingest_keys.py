@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 
 from redis.exceptions import RedisError
 
-from aurora_ray.adapters.redis_store import RedisStore
+from aurora_ray.adapters.redis_store import RedisStore, tenant_key
 from aurora_ray.ingest import IngestError
 
 __all__ = [
@@ -110,7 +110,7 @@ class IdempotencyKeys:
     @staticmethod
     def _redis_key(tenant_id: str, key: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-        return f"aurora:t:{tenant_id}:idem:{digest}"
+        return tenant_key(tenant_id, "idem", digest)
 
     async def claim(self, tenant_id: str, key: str, print_: str) -> Claim:
         reply: Any = await self.store.acall(

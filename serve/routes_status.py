@@ -13,18 +13,17 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from aurora_ray.api_models import OperatorStatusOut, StatusOut, TenantStatusOut
+from aurora_ray.api_models import DetailOut, OperatorStatusOut, StatusOut, TenantStatusOut
 from aurora_ray.auth import Principal
 from aurora_ray.status import RayHealth, read_operator, read_public, read_tenant
 from serve.context import ApiContext
-from serve.deps import context, operator_principal, tenant_principal
+from serve.deps import auth_errors, context, operator_principal, tenant_principal
 from serve.limits import RATE_LIMITED
 
 _NO_CACHE = {"Cache-Control": "no-store"}
 _NO_STORE_503 = {"error": "unavailable", "message": "the status store is not reachable"}
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no token, or an invalid or expired one"},
-    403: {"description": "a token of the other kind (tenant or operator)"},
+_OTHER_KIND: dict[int | str, dict[str, Any]] = {
+    403: {"model": DetailOut, "description": "a token of the other kind (tenant or operator)"},
 }
 
 
@@ -65,7 +64,9 @@ def router(ray_health: RayHealth) -> APIRouter:
     @api.get(
         "/status/tenant",
         response_model=TenantStatusOut,
-        responses={**_AUTH_ERRORS, **RATE_LIMITED, 503: {"description": "Redis is not reachable"}},
+        responses=auth_errors(
+            {**_OTHER_KIND, **RATE_LIMITED, 503: {"description": "Redis is not reachable"}}
+        ),
     )
     def tenant_status(
         who: Principal = Depends(tenant_principal),  # noqa: B008
@@ -86,7 +87,9 @@ def router(ray_health: RayHealth) -> APIRouter:
     @api.get(
         "/status/operator",
         response_model=OperatorStatusOut,
-        responses={**_AUTH_ERRORS, 503: {"description": "Redis failed while it was read"}},
+        responses=auth_errors(
+            {**_OTHER_KIND, 503: {"description": "Redis failed while it was read"}}
+        ),
     )
     def operator_status(
         who: Principal = Depends(operator_principal),  # noqa: B008

@@ -24,6 +24,7 @@ from typing import Any, Final
 import redis.asyncio
 import redis.exceptions
 
+from aurora_ray.adapters.keys import tenant_key
 from aurora_ray.adapters.resp import RespClient
 from aurora_ray.adapters.resp import supports as resp_supports
 
@@ -101,11 +102,11 @@ _SHA: Final = hashlib.sha1(_TAKE.encode(), usedforsecurity=False).hexdigest()
 
 
 def limits_key(tenant_id: str) -> str:
-    return f"aurora:t:{tenant_id}:limits"
+    return tenant_key(tenant_id, "limits")
 
 
 def buckets_key(tenant_id: str) -> str:
-    return f"aurora:t:{tenant_id}:ratelimit"
+    return tenant_key(tenant_id, "ratelimit")
 
 
 class RateLimitScript:

@@ -46,12 +46,13 @@ import redis
 import redis.asyncio
 from redis.commands.core import Script
 
+from aurora_ray.adapters.keys import tenant_key
 from aurora_ray.adapters.rate_limit import LIMIT_FIELDS, limits_key
 from aurora_ray.adapters.resp import RespClient
 from aurora_ray.adapters.resp import supports as resp_supports
 from aurora_ray.domain.alerts import AlertRecord
 
-__all__ = ["AlertPage", "Checkpoint", "RedisStore", "dead_letter_entry"]
+__all__ = ["AlertPage", "Checkpoint", "RedisStore", "dead_letter_entry", "tenant_key"]
 
 _ALERT_FETCH_CHUNK = 500
 _ALERT_SCAN_LIMIT = 20_000  # bound on members scanned for one filtered page
@@ -105,10 +106,6 @@ _encode_json = msgspec.json.Encoder().encode
 _decode_json = msgspec.json.Decoder().decode  # ~8x faster than json.loads on the read path
 
 
-def _k(tenant_id: str, *parts: str) -> str:
-    return ":".join(("aurora", "t", tenant_id, *parts))
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     state: bytes
@@ -131,7 +128,7 @@ def dead_letter_entry(reason: str, record: bytes, **where: Any) -> bytes:
 
 def _push_dead_letters(pipe: Any, tenant_id: str, records: list[bytes], keep: int = 10_000) -> None:
     """The tenant's dead-letter list, newest first, trimmed to its newest ``keep``."""
-    key = _k(tenant_id, "deadletter")
+    key = tenant_key(tenant_id, "deadletter")
     pipe.lpush(key, *records)
     pipe.ltrim(key, 0, keep - 1)
 
@@ -156,7 +153,9 @@ class _AlertScan:
         limit: int,
         cursor: str | None,
     ) -> None:
-        self.key = _k(tenant_id, "alerts", "sku", sku) if sku else _k(tenant_id, "alerts")
+        self.key = (
+            tenant_key(tenant_id, "alerts", "sku", sku) if sku else tenant_key(tenant_id, "alerts")
+        )
         self.low = "-inf" if since_ms is None else repr(float(since_ms))
         self.high = "+inf"
         self.after: tuple[float, str] | None = None
@@ -317,7 +316,7 @@ class RedisStore:
 
     # -- tenant_settings -----------------------------------------------------------------------
     def thresholds(self, tenant_id: str) -> tuple[float | None, dict[str, float]]:
-        raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "settings")))
+        raw = cast(dict[bytes, bytes], self.client.hgetall(tenant_key(tenant_id, "settings")))
         default: float | None = None
         per_sku: dict[str, float] = {}
         for field, value in raw.items():
@@ -336,7 +335,7 @@ class RedisStore:
         per_sku: Mapping[str, float | None],
     ) -> None:
         """Set the default and per-SKU thresholds; a ``None`` per-SKU value removes the override."""
-        key = _k(tenant_id, "settings")
+        key = tenant_key(tenant_id, "settings")
         pipe = self.client.pipeline(transaction=True)
         if default is not None:
             pipe.hset(key, "default", repr(default))
@@ -345,28 +344,28 @@ class RedisStore:
                 pipe.hdel(key, f"sku:{sku}")
             else:
                 pipe.hset(key, f"sku:{sku}", repr(value))
-        pipe.incr(_k(tenant_id, "settings_version"))
+        pipe.incr(tenant_key(tenant_id, "settings_version"))
         pipe.execute()
 
     def demand_calendar(self, tenant_id: str) -> tuple[float, ...] | None:
         """The tenant's demand calendar (168 hour-of-week shares), or None for a flat week."""
-        raw = cast(bytes | None, self.client.hget(_k(tenant_id, "settings"), "calendar"))
+        raw = cast(bytes | None, self.client.hget(tenant_key(tenant_id, "settings"), "calendar"))
         return tuple(float(v) for v in json.loads(raw)) if raw else None
 
     def put_demand_calendar(self, tenant_id: str, profile: Iterable[float] | None) -> None:
         """Store (or, with None, remove) the demand calendar; shards reload it on change."""
-        key = _k(tenant_id, "settings")
+        key = tenant_key(tenant_id, "settings")
         pipe = self.client.pipeline(transaction=True)
         if profile is None:
             pipe.hdel(key, "calendar")
         else:
             pipe.hset(key, "calendar", json.dumps([float(v) for v in profile]))
-        pipe.incr(_k(tenant_id, "settings_version"))
+        pipe.incr(tenant_key(tenant_id, "settings_version"))
         pipe.execute()
 
     def settings_version(self, tenant_id: str) -> int:
         """Bumped by every change of tenant_settings, so shards reload only on change."""
-        raw = cast(bytes | None, self.client.get(_k(tenant_id, "settings_version")))
+        raw = cast(bytes | None, self.client.get(tenant_key(tenant_id, "settings_version")))
         return int(raw) if raw else 0
 
     # -- stream outputs ------------------------------------------------------------------------
@@ -385,8 +384,8 @@ class RedisStore:
         write dead-letters its records once."""
         pipe = self.client.pipeline(transaction=True)
         if predictions:
-            prefix = _k(tenant_id, "pred", "")
-            keys: list[str] = [_k(tenant_id, "skus")]
+            prefix = tenant_key(tenant_id, "pred", "")
+            keys: list[str] = [tenant_key(tenant_id, "skus")]
             args: list[str | bytes] = []
             for key, prediction in predictions.items():
                 sku, warehouse = key.rsplit("@", 1)
@@ -396,13 +395,16 @@ class RedisStore:
                 self._write_predictions = self.client.register_script(_WRITE_PREDICTIONS)
             self._write_predictions(keys=keys, args=args, client=pipe)
         if alerts:
-            alert_keys = [_k(tenant_id, "alerts"), _k(tenant_id, "dedup", str(shard))]
+            alert_keys = [
+                tenant_key(tenant_id, "alerts"),
+                tenant_key(tenant_id, "dedup", str(shard)),
+            ]
             index: dict[str, int] = {}
             alert_args: list[int | str | bytes] = []
             for alert in alerts:
                 position = index.get(alert.sku)
                 if position is None:
-                    alert_keys.append(_k(tenant_id, "alerts", "sku", alert.sku))
+                    alert_keys.append(tenant_key(tenant_id, "alerts", "sku", alert.sku))
                     position = index[alert.sku] = len(alert_keys)
                 alert_args += (
                     position,
@@ -416,13 +418,15 @@ class RedisStore:
             self._write_alerts(keys=alert_keys, args=alert_args, client=pipe)
         for name, value in (counters or {}).items():
             if value:
-                pipe.hincrby(_k(tenant_id, "counters"), name, value)
+                pipe.hincrby(tenant_key(tenant_id, "counters"), name, value)
         if dead_letters:
             _push_dead_letters(pipe, tenant_id, dead_letters)
         pipe.execute()
 
     def dedup_marks(self, tenant_id: str, shard: int) -> dict[str, float]:
-        raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "dedup", str(shard))))
+        raw = cast(
+            dict[bytes, bytes], self.client.hgetall(tenant_key(tenant_id, "dedup", str(shard)))
+        )
         return {k.decode(): float(v) for k, v in raw.items()}
 
     def dead_letter(self, tenant_id: str, records: list[bytes], keep: int = 10_000) -> None:
@@ -433,10 +437,10 @@ class RedisStore:
         pipe.execute()
 
     def incr_counter(self, tenant_id: str, name: str, value: int = 1) -> None:
-        self.client.hincrby(_k(tenant_id, "counters"), name, value)
+        self.client.hincrby(tenant_key(tenant_id, "counters"), name, value)
 
     def counters(self, tenant_id: str) -> dict[str, int]:
-        raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "counters")))
+        raw = cast(dict[bytes, bytes], self.client.hgetall(tenant_key(tenant_id, "counters")))
         return {k.decode(): int(v) for k, v in raw.items()}
 
     # -- rate limits (ADR-010) -------------------------------------------------------------
@@ -515,16 +519,18 @@ class RedisStore:
             low = f"({after}" if after else "-"
             raw = cast(
                 list[bytes],
-                self.client.zrangebylex(_k(tenant_id, "skus"), low, "+", start=0, num=limit + 1),
+                self.client.zrangebylex(
+                    tenant_key(tenant_id, "skus"), low, "+", start=0, num=limit + 1
+                ),
             )
             skus = [s.decode() for s in raw[:limit]]
             next_after = skus[-1] if len(raw) > limit else None
         pipe = self.client.pipeline(transaction=False)
         for s in skus:
             if warehouse:
-                pipe.hget(_k(tenant_id, "pred", s), warehouse)
+                pipe.hget(tenant_key(tenant_id, "pred", s), warehouse)
             else:
-                pipe.hvals(_k(tenant_id, "pred", s))
+                pipe.hvals(tenant_key(tenant_id, "pred", s))
         out: list[dict[str, Any]] = []
         for result in pipe.execute():
             values = result if isinstance(result, list) else [result]
@@ -546,7 +552,7 @@ class RedisStore:
         appended to each partition's log, or the log replaced when it is rewritten)."""
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(
-            _k(tenant_id, "ckpt", str(shard)),
+            tenant_key(tenant_id, "ckpt", str(shard)),
             mapping={
                 "state": checkpoint.state,
                 "offsets": json.dumps({str(p): o for p, o in checkpoint.offsets.items()}),
@@ -555,9 +561,9 @@ class RedisStore:
             },
         )
         for partition, data in (seen_appends or {}).items():
-            pipe.append(_k(tenant_id, "seen", str(partition)), data)
+            pipe.append(tenant_key(tenant_id, "seen", str(partition)), data)
         for partition, data in (seen_rewrites or {}).items():
-            pipe.set(_k(tenant_id, "seen", str(partition)), data)
+            pipe.set(tenant_key(tenant_id, "seen", str(partition)), data)
         pipe.execute()
 
     def seen_ids(self, tenant_id: str, partitions: Iterable[int]) -> dict[int, bytes]:
@@ -565,11 +571,13 @@ class RedisStore:
         parts = list(partitions)
         pipe = self.client.pipeline(transaction=False)
         for partition in parts:
-            pipe.get(_k(tenant_id, "seen", str(partition)))
+            pipe.get(tenant_key(tenant_id, "seen", str(partition)))
         return {p: raw or b"" for p, raw in zip(parts, pipe.execute(), strict=True)}
 
     def load_checkpoint(self, tenant_id: str, shard: int) -> Checkpoint | None:
-        raw = cast(dict[bytes, bytes], self.client.hgetall(_k(tenant_id, "ckpt", str(shard))))
+        raw = cast(
+            dict[bytes, bytes], self.client.hgetall(tenant_key(tenant_id, "ckpt", str(shard)))
+        )
         if not raw:
             return None
         offsets = {int(p): int(o) for p, o in json.loads(raw[b"offsets"]).items()}
@@ -577,7 +585,7 @@ class RedisStore:
 
     def put_shard_health(self, tenant_id: str, shard: int, health: Mapping[str, Any]) -> None:
         self.client.hset(
-            _k(tenant_id, "shard", str(shard)),
+            tenant_key(tenant_id, "shard", str(shard)),
             mapping={k: json.dumps(v) for k, v in {**health, "heartbeat": time.time()}.items()},
         )
 
@@ -586,7 +594,7 @@ class RedisStore:
         its first heartbeat. A shard that has not beaten since an earlier start keeps that
         start, so one that crashes while starting, again and again, turns ``down`` once the
         grace is over instead of ``starting`` for ever."""
-        key = _k(tenant_id, "shard", str(shard))
+        key = tenant_key(tenant_id, "shard", str(shard))
         started, beat = self.client.hmget(key, ["started_at", "heartbeat"])
         if started is not None and (beat is None or float(beat) < float(started)):
             return
@@ -595,7 +603,7 @@ class RedisStore:
     def shard_health(self, tenant_id: str, shards: int) -> list[dict[str, Any]]:
         pipe = self.client.pipeline(transaction=False)
         for shard in range(shards):
-            pipe.hgetall(_k(tenant_id, "shard", str(shard)))
+            pipe.hgetall(tenant_key(tenant_id, "shard", str(shard)))
         out = []
         for shard, raw in enumerate(pipe.execute()):
             record = {k.decode(): json.loads(v) for k, v in raw.items()}

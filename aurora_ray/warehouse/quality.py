@@ -17,6 +17,8 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aurora_ray.domain.events import MAX_PRICE  # fact_order.price is DECIMAL(10, 2)
+
 __all__ = [
     "INT32_MAX",
     "INT32_MIN",
@@ -36,7 +38,6 @@ __all__ = [
 
 MAX_NULL_PROBABILITY_SHARE: Final = 0.001  # 0.1 %
 _MAX_ROWS_IN_MESSAGE: Final = 20
-MAX_PRICE: Final = 99_999_999.99  # fact_order.price is DECIMAL(10, 2)
 MAX_ORDER_ID_CHARS: Final = 128  # the API's bound on an order id
 INT32_MIN: Final = -(2**31)  # fact_order.qty and dim_sku.initial_stock are INT32
 INT32_MAX: Final = 2**31 - 1
