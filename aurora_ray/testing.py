@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "ManualClock",
     "envelope",
     "iso",
     "ndjson",
@@ -21,6 +22,20 @@ __all__ = [
     "topic_records",
     "wait_for",
 ]
+
+
+class ManualClock:
+    """A wall clock that moves only when told (a shard's lag refreshes and checkpoint intervals,
+    a sink's flushes and back-off): pass it as ``clock``."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def iso(epoch_s: float) -> str:

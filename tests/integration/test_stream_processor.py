@@ -37,7 +37,7 @@ from aurora_ray.domain.state import EventBatch, ScoringParams, SkuState, apply_b
 from aurora_ray.naming import SOURCE_BACKFILL, SOURCE_HEADER
 from aurora_ray.settings import Settings
 from aurora_ray.stream import ShardProcessor, partitions_for
-from aurora_ray.testing import envelope, order, sku_upserted, stock_snapshot
+from aurora_ray.testing import ManualClock, envelope, order, sku_upserted, stock_snapshot
 from tests.integration._services import (
     PARTITIONS,
     Services,
@@ -62,19 +62,6 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-class ManualClock:
-    """A wall clock that moves only when told (``lag()`` refreshes and checkpoint intervals)."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class RecordingMetrics:
     def __init__(self) -> None:
         self.batches: list[dict[str, Any]] = []

@@ -154,14 +154,21 @@ class PoisonedModel:
         return output.event_probability
 
 
-def _bad_stream(tenant_id: str) -> tuple[list[dict[str, Any]], float]:
+def _fold_a_bad_stream(services: Services) -> tuple[ShardProcessor, float, int, int]:
+    """A SKU "BAD" (666 666 units) among good events, folded to the end in micro-batches of 16;
+    returns the processor, the stream's start, its records and the steps that failed."""
+    settings = settings_for(services, timer_period_hours=0.0, batch_max_events=16)
+    tenant_id = services.new_tenant_topic(settings)
     t0 = time.time() - 2 * 24 * HOUR
     events = [sku_upserted(tenant_id, "A", "W", 100, at=t0)]
     events += [order(tenant_id, "A", "W", 1, at=t0 + 60 * i) for i in range(1, 6)]
     events += [stock_snapshot(tenant_id, "BAD", "W", 666_666, at=t0 + 400)]
     events += [order(tenant_id, "A", "W", 1, at=t0 + 600 + 60 * i) for i in range(5)]
     events += [sku_upserted(tenant_id, "B", "W", 7, at=t0 + 1000)]
-    return events, t0
+    records = records_for(events, tenant_id)
+    services.produce(settings.topic_for(tenant_id), records)
+    proc = make_processor(services, settings, tenant_id)
+    return proc, t0, len(records), run_until(proc, len(records))
 
 
 def test_a_record_the_fold_cannot_take_is_isolated_and_dead_lettered_alone(
@@ -179,14 +186,8 @@ def test_a_record_the_fold_cannot_take_is_isolated_and_dead_lettered_alone(
         return real(state, events, *args, **kwargs)
 
     monkeypatch.setattr(stream, "fold_with_timers", fold)
-    settings = settings_for(services, timer_period_hours=0.0, batch_max_events=16)
-    tenant_id = services.new_tenant_topic(settings)
-    events, t0 = _bad_stream(tenant_id)
-    records = records_for(events, tenant_id)
-    services.produce(settings.topic_for(tenant_id), records)
-
-    proc = make_processor(services, settings, tenant_id)
-    failures = run_until(proc, len(records))
+    proc, t0, records, failures = _fold_a_bad_stream(services)
+    tenant_id = proc.tenant_id
     assert 1 <= failures <= 2  # one failed micro-batch per partition holding a bad record
     assert on_hand(proc, "A@W") == 90 and on_hand(proc, "B@W") == 7
     assert "BAD@W" not in proc.state.index
@@ -194,8 +195,8 @@ def test_a_record_the_fold_cannot_take_is_isolated_and_dead_lettered_alone(
     assert "the fold cannot take BAD" in entry["reason"] and "BAD" in entry["record"]
     # The partition goes on in normal mode afterwards.
     more = records_for([order(tenant_id, "A", "W", 2, at=t0 + 2000)], tenant_id)
-    services.produce(settings.topic_for(tenant_id), more)
-    assert run_until(proc, len(records) + 1) == 0
+    services.produce(proc.topic, more)
+    assert run_until(proc, records + 1) == 0
     assert on_hand(proc, "A@W") == 88
     proc.close()
 
@@ -209,16 +210,10 @@ def test_a_learned_model_that_fails_gives_way_to_the_analytic_scorer(
         "aurora_ray.stream.load_scorer",
         lambda *_a, **_k: PoisonedModel(),  # noqa: ARG005
     )
-    settings = settings_for(services, timer_period_hours=0.0, batch_max_events=16)
-    tenant_id = services.new_tenant_topic(settings)
-    events, _ = _bad_stream(tenant_id)
-    records = records_for(events, tenant_id)
-    services.produce(settings.topic_for(tenant_id), records)
-
-    proc = make_processor(services, settings, tenant_id)
-    assert 1 <= run_until(proc, len(records)) <= 2
+    proc, _, _, failures = _fold_a_bad_stream(services)
+    assert 1 <= failures <= 2
     assert on_hand(proc, "A@W") == 90 and on_hand(proc, "BAD@W") == 666_666
-    assert dead_letters(proc.store, tenant_id) == []
+    assert dead_letters(proc.store, proc.tenant_id) == []
     assert "poisoned-1 failed" in (proc.health()["model_error"] or "")
     assert proc.scorer.model is None
     proc.close()

@@ -26,6 +26,7 @@ import pytest
 from aurora_ray.adapters.redis_store import RedisStore
 from aurora_ray.domain.events import ShardBatch, ShardRecord
 from aurora_ray.settings import Settings
+from aurora_ray.testing import ManualClock
 from aurora_ray.warehouse import DIM_SKU, FACT_ORDER, Warehouse
 from aurora_ray.warehouse.sink import OrderSink, failing_tenants
 from tests.integration._services import Services, running_services
@@ -120,17 +121,6 @@ def run_until(
         if each is not None:
             each()
     return steps
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class SwitchableDisk:
