@@ -98,11 +98,7 @@ def status(
     from aurora_ray.status import read_operator
 
     settings = _settings()
-    if not settings.redis_url or not settings.kafka_bootstrap:
-        err.print(
-            "[red]no Redis/Kafka configured and no embedded stack running: run `aurora up`[/]"
-        )
-        raise typer.Exit(1)
+    _need_redis_and_kafka(settings)
     base = _api_url(settings, url)
     try:
         public = httpx.get(f"{base}/status", timeout=settings.health_timeout_s + 5).json()
@@ -160,9 +156,7 @@ def operators_create(
     from aurora_ray.tenants import create_operator_client
 
     settings = _settings()
-    if not settings.redis_url:
-        err.print("[red]no Redis configured and no embedded stack running: run `aurora up`[/]")
-        raise typer.Exit(1)
+    _need_redis(settings)
     try:
         client_id, client_secret = create_operator_client(RedisStore(settings.redis_url))
     except Exception as exc:  # Redis unreachable: one line, not a traceback
@@ -193,9 +187,7 @@ def tenants_calendar(
         err.print("[red]--fit and --flat exclude each other[/]")
         raise typer.Exit(2)
     settings = _settings()
-    if not settings.redis_url:
-        err.print("[red]no Redis configured and no embedded stack running: run `aurora up`[/]")
-        raise typer.Exit(1)
+    _need_redis(settings)
     store = RedisStore(settings.redis_url)
     if fit:
         try:
@@ -243,11 +235,7 @@ def tenants_create(
         err.print("[red]--name must not be empty[/]")
         raise typer.Exit(2)
     settings = _settings()
-    if not settings.redis_url or not settings.kafka_bootstrap:
-        err.print(
-            "[red]no Redis/Kafka configured and no embedded stack running: run `aurora up`[/]"
-        )
-        raise typer.Exit(1)
+    _need_redis_and_kafka(settings)
     try:
         tenant = create_tenant(
             settings,
@@ -300,12 +288,25 @@ def _show_limits(settings: Settings, tenant: str, limits: Any, as_json: bool) ->
         console.print("[yellow]the rate limiter is off (AURORA_RATE_LIMIT_ENABLED=false)[/]")
 
 
-def _limits_store(settings: Settings) -> Any:
-    from aurora_ray.adapters.redis_store import RedisStore
-
+def _need_redis(settings: Settings) -> None:
+    """Exit 1, saying so, when no Redis is configured (and no embedded stack runs)."""
     if not settings.redis_url:
         err.print("[red]no Redis configured and no embedded stack running: run `aurora up`[/]")
         raise typer.Exit(1)
+
+
+def _need_redis_and_kafka(settings: Settings) -> None:
+    if not settings.redis_url or not settings.kafka_bootstrap:
+        err.print(
+            "[red]no Redis/Kafka configured and no embedded stack running: run `aurora up`[/]"
+        )
+        raise typer.Exit(1)
+
+
+def _redis_store(settings: Settings) -> Any:
+    from aurora_ray.adapters.redis_store import RedisStore
+
+    _need_redis(settings)
     return RedisStore(settings.redis_url)
 
 
@@ -320,7 +321,7 @@ def tenants_limits(
 
     settings = _settings()
     try:
-        limits = tenant_limits(settings, _limits_store(settings), tenant)
+        limits = tenant_limits(settings, _redis_store(settings), tenant)
     except LookupError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from exc
@@ -354,7 +355,7 @@ def tenants_set_limits(
     try:
         limits = set_tenant_limits(
             settings,
-            _limits_store(settings),
+            _redis_store(settings),
             tenant,
             requests_per_s=requests_per_s,
             events_per_s=events_per_s,
@@ -706,9 +707,7 @@ def export_command(
         err.print(f"[red]invalid --{exc.param.replace('_', '-')}:[/] {exc.message}")
         raise typer.Exit(2) from exc
     settings = _settings()
-    if not settings.redis_url:
-        err.print("[red]no Redis configured and no embedded stack running: run `aurora up`[/]")
-        raise typer.Exit(1)
+    _need_redis(settings)
     store = RedisStore(settings.redis_url)
     began = time.perf_counter()
     partial = out.with_name(out.name + ".partial")
