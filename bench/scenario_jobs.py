@@ -392,7 +392,7 @@ def run_export(target: Target, size: Size) -> ScenarioResult:
     import httpx
     import msgspec
 
-    from aurora_ray.adapters.redis_store import _k as redis_key
+    from aurora_ray.adapters.keys import tenant_key as redis_key
     from aurora_ray.export import ALERT_COLUMNS, export_alerts
 
     n = size.export_rows
@@ -546,7 +546,7 @@ def _write_bench_alerts(
 
 def _drop_bench_alerts(target: Target, tenant_id: str, n: int) -> None:
     """Free the bench alerts (the memory scenario measures Redis after this one)."""
-    from aurora_ray.adapters.redis_store import _k as redis_key
+    from aurora_ray.adapters.keys import tenant_key as redis_key
 
     pipe = target.store.client.pipeline(transaction=False)
     pipe.unlink(redis_key(tenant_id, "alerts"))
