@@ -83,10 +83,11 @@ DEFAULT_WARMUP: Final = timedelta(weeks=8)
 """How long the simulation runs before the test period by default: the scorer estimates demand
 from the stream itself (72 h half-life), so it needs a history before it is judged."""
 
-OnEvent = Callable[[Mapping[str, Any]], Iterable[str] | None]
+OnEvent = Callable[[Mapping[str, Any]], Iterable[str] | Mapping[str, int] | None]
 """Closed-loop hook: called with each emitted envelope (do not mutate it: it is the dict kept in
-the result); returns the SKUs to expedite at that event's time (a bare ``str`` is one SKU), or
-None/empty for none."""
+the result). It returns the SKUs to expedite at that event's time (a bare ``str`` is one SKU),
+or a mapping ``{sku: units}`` of purchase orders to place at that time (a planner following
+recommendations), or None/empty for none."""
 
 _MS_PER_DAY: Final = 86_400_000
 _MS_PER_H: Final = 3_600_000
@@ -254,6 +255,10 @@ class SimulationResult:
     lost_units: dict[str, int]
     daily: pd.DataFrame
     purchase_orders: pd.DataFrame
+    # Every change of on-hand (``ts_ms``, ``sku`` as an index into sorted(policies), ``on_hand``
+    # after it) and the stock at ``start``: for time-weighted inventory.
+    on_hand_changes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    initial_on_hand: I64 = field(default_factory=lambda: np.empty(0, np.int64))
     expedites_requested: int = 0
     expedites_placed: int = 0
     elapsed_s: float = 0.0
@@ -294,6 +299,7 @@ def simulate(
     id_prefix: str = "eval",
     keep_events: bool = True,
     purchase_orders: bool = True,
+    own_policy_until: datetime | None = None,
 ) -> SimulationResult:
     """Replay the order lines of ``demand`` in ``[start, end)`` against the SKUs' policies.
 
@@ -313,6 +319,10 @@ def simulate(
     With ``purchase_orders`` every order placed with the supplier is sent as it is placed
     (``stock.ordered`` with its quantity and ``expected_at``, the time it will land; id
     ``{id_prefix}-po-{sku}-{n}``, n-th order of the SKU), as a retailer's ERP would.
+
+    ``own_policy_until``: from this instant on, the shop's own daily review orders nothing and
+    only the hook's orders (a mapping returned by ``on_event``) replenish: the planner follows a
+    method's recommendations instead of the (s, S) policy. None: the policy runs throughout.
     """
     started = time.perf_counter()
     uuid.UUID(tenant_id)  # a GUID, as ingest requires
@@ -326,6 +336,7 @@ def simulate(
     if end_ts <= start_ts:
         raise ValueError("end must be after start")
     start_ms, end_ms = _to_ms(start_ts), _to_ms(end_ts)
+    policy_until_ms = end_ms if own_policy_until is None else _to_ms(_utc(own_policy_until))
 
     skus = sorted(policies)
     index = {s: i for i, s in enumerate(skus)}
@@ -437,6 +448,14 @@ def simulate(
             return
         chosen = on_event(event)
         if not chosen:
+            return
+        if isinstance(chosen, Mapping):
+            for sku, units in chosen.items():
+                i = index.get(sku)
+                if i is None:
+                    raise ValueError(f"on_event ordered {sku!r}, which has no policy")
+                if units > 0:
+                    place(i, now, int(units), False)
             return
         for sku in [chosen] if isinstance(chosen, str) else chosen:
             i = index.get(sku)
@@ -566,10 +585,11 @@ def simulate(
                     },
                     tick,
                 )
-        for i in range(n):
-            position = on_hand[i] + on_order[i]
-            if position <= reorder[i]:
-                place(i, tick, up_to[i] - position, False)
+        if tick < policy_until_ms:
+            for i in range(n):
+                position = on_hand[i] + on_order[i]
+                if position <= reorder[i]:
+                    place(i, tick, up_to[i] - position, False)
     deliver(end_ms - 1)
 
     # Ground truth tables.
@@ -622,6 +642,14 @@ def simulate(
         lost_units=dict(zip(skus, lost_per.tolist(), strict=True)),
         daily=daily,
         purchase_orders=purchase_orders,
+        on_hand_changes=pd.DataFrame(
+            {
+                "ts_ms": np.asarray(ch_t, dtype=np.int64),
+                "sku": np.asarray(ch_i, dtype=np.int64),
+                "on_hand": np.asarray(ch_v, dtype=np.int64),
+            }
+        ),
+        initial_on_hand=np.asarray(up_to, dtype=np.int64),
         expedites_requested=requested,
         expedites_placed=placed_expedites,
         elapsed_s=time.perf_counter() - started,
@@ -728,6 +756,11 @@ class StockoutStats:
     lost_units: int
     lost_lines: int
     sold_units: int
+    # Inventory and ordering over the window: units on hand summed over the SKUs and averaged
+    # over time (time-weighted), units ordered and purchase orders placed in the window.
+    mean_on_hand: float = math.nan
+    units_ordered: int = 0
+    orders_placed: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -741,6 +774,9 @@ class StockoutStats:
             "lost_units": self.lost_units,
             "lost_lines": self.lost_lines,
             "sold_units": self.sold_units,
+            "mean_on_hand": self.mean_on_hand,
+            "units_ordered": self.units_ordered,
+            "orders_placed": self.orders_placed,
         }
 
 
@@ -767,6 +803,8 @@ def stockout_stats(
     total_s = (hi - max(lo, result.start)).total_seconds() * n_skus
     lost = result.lost_sales
     in_lost = (lost["ts"] >= lo) & (lost["ts"] < hi)
+    orders = result.purchase_orders
+    in_orders = (orders["placed"] >= lo) & (orders["placed"] < hi) if len(orders) else []
     return StockoutStats(
         skus=n_skus,
         days=n_days,
@@ -778,7 +816,29 @@ def stockout_stats(
         lost_units=int(lost.loc[in_lost, "lost"].sum()),
         lost_lines=int(in_lost.sum()),
         sold_units=int(window["sold_units"].sum()),
+        mean_on_hand=_mean_on_hand(result, _to_ms(max(lo, result.start)), _to_ms(hi)),
+        units_ordered=int(orders.loc[in_orders, "qty"].sum()) if len(orders) else 0,
+        orders_placed=int(in_orders.sum()) if len(orders) else 0,
     )
+
+
+def _mean_on_hand(result: SimulationResult, lo_ms: int, hi_ms: int) -> float:
+    """Units on hand summed over the SKUs, time-weighted over ``[lo_ms, hi_ms)``."""
+    if hi_ms <= lo_ms or result.initial_on_hand.size == 0:
+        return math.nan
+    n = result.initial_on_hand.size
+    changes = result.on_hand_changes
+    start_ms = _to_ms(result.start)
+    # Each SKU's piecewise-constant on-hand: its initial stock from the start, then each change.
+    t = np.concatenate((np.full(n, start_ms, np.int64), changes["ts_ms"].to_numpy(np.int64)))
+    i = np.concatenate((np.arange(n, dtype=np.int64), changes["sku"].to_numpy(np.int64)))
+    v = np.concatenate((result.initial_on_hand, changes["on_hand"].to_numpy(np.int64)))
+    order = np.lexsort((t, i))  # by SKU, then time (stable: changes were logged in time order)
+    t, i, v = t[order], i[order], v[order]
+    until = np.r_[t[1:], hi_ms]
+    until[np.r_[i[1:] != i[:-1], True]] = hi_ms  # a SKU's last value holds to the end
+    overlap = np.clip(until, lo_ms, hi_ms) - np.clip(t, lo_ms, hi_ms)
+    return float((v.astype(np.float64) * overlap).sum() / (hi_ms - lo_ms))
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
