@@ -29,6 +29,7 @@ __all__ = [
     "EARLIEST_TS_MS",
     "KNOWN_EVENT_TYPES",
     "MAX_EXPECTED_AHEAD_MS",
+    "MAX_LEAD_TIME_HOURS",
     "MAX_JSON_DEPTH",
     "MAX_PRICE",
     "MIN_PRICE",
@@ -48,6 +49,7 @@ __all__ = [
     "encode_stream_event",
     "parse_ndjson",
     "record_problem",
+    "replenishment_fields",
     "stream_key",
 ]
 
@@ -97,6 +99,7 @@ MAX_RECORD_SKEW_MS: Final = 7 * 86_400_000
 MAX_EXPECTED_AHEAD_MS: Final = 366 * 86_400_000
 #: Deepest nesting of arrays and objects in a line (the envelope counts as the first level).
 MAX_JSON_DEPTH: Final = 32
+MAX_LEAD_TIME_HOURS: Final = 366 * 24  # a supplier's lead time, as for expected_at
 
 Sku = Annotated[str, Meta(min_length=1, max_length=128)]
 Warehouse = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[^@\s]+$")]
@@ -150,6 +153,10 @@ class SkuUpserted(_SkuPayload, kw_only=True):
     category: str | None = None
     brand: str | None = None
     initial_stock: NonNegativeInt | None = None  # None: catalogue data only, stock untouched
+    # Replenishment data: the supplier's lead time, minimum order quantity and case pack.
+    lead_time_hours: Annotated[float, Meta(gt=0, le=MAX_LEAD_TIME_HOURS)] | None = None
+    moq: PositiveInt | None = None
+    case_pack: PositiveInt | None = None
 
 
 _PAYLOAD_TYPES: Final[dict[str, type[_SkuPayload]]] = {
@@ -190,6 +197,10 @@ class StreamEvent(msgspec.Struct, omit_defaults=True, kw_only=True):
     # expected_at in epoch ms (ordered)
     value: int = 0
     payload: dict[str, Any] = {}
+    # sku.upserted's replenishment data (0: not given): lead time in ms, MOQ, case pack.
+    lead_ms: int = 0
+    moq: int = 0
+    case_pack: int = 0
 
     @property
     def key(self) -> str | None:
@@ -214,6 +225,9 @@ class ShardRecord(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     qty: int = 0
     value: int = 0
     payload: msgspec.Raw = msgspec.Raw(b"{}")
+    lead_ms: int = 0
+    moq: int = 0
+    case_pack: int = 0
 
     @property
     def key(self) -> str | None:
@@ -373,6 +387,16 @@ def _payload_numbers(
     return 0, 0
 
 
+def replenishment_fields(typed: SkuUpserted) -> tuple[int, int, int]:
+    """A record's ``lead_ms``, ``moq`` and ``case_pack`` (0: not given)."""
+    lead = typed.lead_time_hours
+    return (
+        0 if lead is None else max(1, round(lead * 3_600_000)),
+        typed.moq or 0,
+        typed.case_pack or 0,
+    )
+
+
 def json_depth(raw: bytes) -> int:
     """How deeply arrays and objects nest in a JSON text (brackets inside strings ignored).
 
@@ -440,6 +464,8 @@ def _fast_record(
         value=value,
         payload=env.payload,
     )
+    if isinstance(typed, SkuUpserted):
+        record.lead_ms, record.moq, record.case_pack = replenishment_fields(typed)
     return record, typed
 
 
@@ -512,6 +538,8 @@ def _parse_line(
     event.qty, event.value = _payload_numbers(typed, ts_ms, line_no, errors)
     if errors:
         return errors
+    if isinstance(typed, SkuUpserted):
+        event.lead_ms, event.moq, event.case_pack = replenishment_fields(typed)
     if typed.sku is None:
         batch.deprecated_fields.add("sku_id")
     event.sku, event.warehouse = sku, typed.warehouse
@@ -595,6 +623,9 @@ def _as_record(event: StreamEvent) -> ShardRecord:
         warehouse=event.warehouse,
         qty=event.qty,
         value=event.value,
+        lead_ms=event.lead_ms,
+        moq=event.moq,
+        case_pack=event.case_pack,
     )
     if event.payload:  # an empty one stays the default, which encoding omits as StreamEvent's
         record.payload = msgspec.Raw(_encoder.encode(event.payload))
@@ -800,6 +831,10 @@ def record_problem(
             return f"expected_at {value} out of range"
     elif not -MAX_QUANTITY <= value <= MAX_QUANTITY:
         return f"value {value} out of range (±{MAX_QUANTITY})"
+    if not 0 <= record.lead_ms <= MAX_LEAD_TIME_HOURS * 3_600_000:
+        return f"lead_ms {record.lead_ms} out of range"
+    if not (0 <= record.moq <= MAX_QUANTITY and 0 <= record.case_pack <= MAX_QUANTITY):
+        return f"moq {record.moq} or case_pack {record.case_pack} out of range"
     payload = record.payload
     is_object = (
         memoryview(payload)[:1].tobytes() == b"{"

@@ -15,6 +15,7 @@ Demand rates are exponentially decayed sums in event time, bias-corrected for sh
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -24,13 +25,17 @@ from numpy.typing import NDArray
 
 from aurora_ray.domain.calendar import exposure
 from aurora_ray.domain.events import EventType, StreamEvent
+from aurora_ray.domain.replenish import Recommendations, lead_times, recommend
 from aurora_ray.domain.scoring import score
 
 __all__ = [
+    "ATTR_COLUMNS",
+    "ORDER_COLUMNS",
     "TYPE_CODES",
     "BatchOutput",
     "EventBatch",
     "ProbabilityModel",
+    "Picture",
     "ScoredEvent",
     "ScoringParams",
     "SkuState",
@@ -40,6 +45,7 @@ __all__ = [
     "model_scores",
     "moves_state",
     "raise_alerts",
+    "recommend_at",
 ]
 
 TYPE_CODES: Final[dict[str, int]] = {
@@ -74,10 +80,22 @@ class ScoringParams:
     inbound: bool = True
     # An order still not received this long after its expected time is no longer counted on.
     inbound_grace_s: float = 24 * 3600.0
+    # Replenishment recommendations (aurora_ray.domain.replenish): the tenant's target service
+    # level (per-SKU overrides in SkuState), how long an order must last after it lands, the
+    # lead time of SKUs with neither a given nor a learned one, and the demand's memory.
+    recommendations: bool = True
+    service_level: float = 0.98
+    review_period_s: float = 7 * 86400.0
+    default_lead_time_s: float = 7 * 86400.0
+    replenish_half_life_s: float = 28 * 86400.0
 
     @property
     def tau_s(self) -> float:
         return self.half_life_s / float(np.log(2.0))
+
+    @property
+    def replenish_tau_s(self) -> float:
+        return self.replenish_half_life_s / float(np.log(2.0))
 
 
 _COLUMNS: Final[dict[str, tuple[type, float]]] = {
@@ -99,6 +117,18 @@ _COLUMNS: Final[dict[str, tuple[type, float]]] = {
     "partition": (np.int64, -1),  # topic partition the SKU's events come from (for timers)
     # Step of event time (prediction_row_hours) of the SKU's last fact_prediction row (-1: none).
     "pred_step": (np.int64, -1),
+    # -- replenishment ---------------------------------------------------------------------------
+    "r_qty": (np.float64, 0.0),  # decayed sums of units sold and squared sizes, long memory
+    "r_qty2": (np.float64, 0.0),
+    "service_level": (np.float64, np.nan),  # per-SKU override; NaN means the tenant default
+    "lead_given_s": (np.float64, np.nan),  # lead_time_hours of sku.upserted, in seconds
+    "moq": (np.int64, 0),  # minimum order quantity (0: none)
+    "case_pack": (np.int64, 0),  # units per case (0: single units)
+    "lead_n": (np.int64, 0),  # observed lead times (stock.ordered -> stock.received)
+    "lead_mean_s": (np.float64, 0.0),  # their mean
+    "lead_m2": (np.float64, 0.0),  # and sum of squared deviations (Welford)
+    "inbound_placed": (np.float64, np.nan),  # when the earliest open order was placed
+    "inbound_placed_last": (np.float64, np.nan),  # when the latest open order was placed
 }
 
 
@@ -109,6 +139,7 @@ class SkuState:
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
         self.overrides: dict[str, float] = {}  # per-SKU thresholds, also applied to new rows
+        self.service_overrides: dict[str, float] = {}  # per-SKU service levels, likewise
         self.watermarks: dict[int, float] = {}  # partition -> latest event time seen (timers)
         self.cols: dict[str, NDArray[np.generic]] = {
             name: np.full(capacity, init, dtype=dtype) for name, (dtype, init) in _COLUMNS.items()
@@ -133,8 +164,12 @@ class SkuState:
                 self.keys.append(key)
             rows[i] = row
         self._ensure_capacity(len(self.keys))
-        if self.overrides and len(self.keys) > first_new:
-            self._apply_overrides(range(first_new, len(self.keys)))
+        if len(self.keys) > first_new:
+            new = range(first_new, len(self.keys))
+            if self.overrides:
+                self._apply_overrides("threshold", self.overrides, new)
+            if self.service_overrides:
+                self._apply_overrides("service_level", self.service_overrides, new)
         return rows
 
     def _ensure_capacity(self, n: int) -> None:
@@ -152,10 +187,18 @@ class SkuState:
         self.overrides = dict(overrides)
         self.cols["threshold"][:] = np.nan
         if overrides:
-            self._apply_overrides(range(len(self.keys)))
+            self._apply_overrides("threshold", self.overrides, range(len(self.keys)))
 
-    def _apply_overrides(self, rows: range) -> None:
-        column, overrides = self.cols["threshold"], self.overrides
+    def set_service_levels(self, overrides: dict[str, float]) -> None:
+        """Per-key target service levels (``sku@warehouse`` or bare ``sku``); the rest use the
+        tenant's (``ScoringParams.service_level``)."""
+        self.service_overrides = dict(overrides)
+        self.cols["service_level"][:] = np.nan
+        if overrides:
+            self._apply_overrides("service_level", self.service_overrides, range(len(self.keys)))
+
+    def _apply_overrides(self, name: str, overrides: dict[str, float], rows: range) -> None:
+        column = self.cols[name]
         for row in rows:
             key = self.keys[row]
             value = overrides.get(key)
@@ -169,6 +212,7 @@ class SkuState:
         other.keys = list(self.keys)
         other.index = dict(self.index)
         other.overrides = dict(self.overrides)
+        other.service_overrides = dict(self.service_overrides)
         other.watermarks = dict(self.watermarks)
         other.cols = {name: column.copy() for name, column in self.cols.items()}
         return other
@@ -221,12 +265,22 @@ class ScoredEvent(Protocol):
     def value(self) -> int: ...
 
 
+def _has_attrs(event: ScoredEvent) -> bool:
+    """An upsert carrying replenishment data (lead time, MOQ, case pack)."""
+    return bool(getattr(event, "lead_ms", 0) or getattr(event, "moq", 0)) or bool(
+        getattr(event, "case_pack", 0)
+    )
+
+
 def moves_state(event: StreamEvent) -> bool:
-    """Known type with a SKU key; a catalogue-only upsert (no initial_stock) moves nothing."""
+    """Known type with a SKU key; a catalogue-only upsert (no initial_stock) moves nothing
+    unless it carries replenishment data."""
     return (
         event.event_type in TYPE_CODES
         and event.key is not None
-        and not (event.event_type == EventType.SKU_UPSERTED and event.value < 0)
+        and not (
+            event.event_type == EventType.SKU_UPSERTED and event.value < 0 and not _has_attrs(event)
+        )
     )
 
 
@@ -243,6 +297,12 @@ class EventBatch:
     unknown: int = 0  # events of unknown type (kept on the topic, not scored)
     # With ``from_events(..., partitions)``: the topic partition of each scored event.
     partition: I64 | None = None
+    # Upserts carrying replenishment data: their positions in the batch and the values (a lead
+    # time of 0 s, an MOQ or case pack of 0: not given).
+    attr_pos: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    attr_lead_s: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    attr_moq: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    attr_pack: I64 = field(default_factory=lambda: np.empty(0, np.int64))
 
     @classmethod
     def from_events(
@@ -257,6 +317,7 @@ class EventBatch:
         value: list[int] = []
         received_ms: list[int] = []
         positions: list[int] = []
+        attrs: list[tuple[int, float, int, int]] = []
         unknown = 0
         for i, e in enumerate(events):
             code = codes.get(e.event_type)
@@ -264,7 +325,18 @@ class EventBatch:
                 unknown += 1
                 continue
             sku, warehouse = e.sku, e.warehouse
-            if sku is None or warehouse is None or (code == _UPSERTED and e.value < 0):
+            if sku is None or warehouse is None:
+                continue
+            if code == _UPSERTED and _has_attrs(e):
+                attrs.append(
+                    (
+                        len(keys),
+                        getattr(e, "lead_ms", 0) / 1000.0,
+                        getattr(e, "moq", 0),
+                        getattr(e, "case_pack", 0),
+                    )
+                )
+            elif code == _UPSERTED and e.value < 0:
                 continue
             keys.append(f"{sku}@{warehouse}")
             type_code.append(code)
@@ -285,6 +357,10 @@ class EventBatch:
             received_s=np.array(received_ms, dtype=np.float64) / 1000.0,
             unknown=unknown,
             partition=partition,
+            attr_pos=np.array([a[0] for a in attrs], dtype=np.int64),
+            attr_lead_s=np.array([a[1] for a in attrs], dtype=np.float64),
+            attr_moq=np.array([a[2] for a in attrs], dtype=np.int64),
+            attr_pack=np.array([a[3] for a in attrs], dtype=np.int64),
         )
 
     def __len__(self) -> int:
@@ -316,6 +392,10 @@ class BatchOutput:
     event_score: F64 = field(default_factory=lambda: np.empty(0, np.float64))
     # The predicted stock-out time as of every event (NaN: none expected, or stock unknown).
     event_predicted_oos_s: F64 = field(default_factory=lambda: np.empty(0, np.float64))
+    # Replenishment (ScoringParams.recommendations): per touched row (as ``rows``; meaningful
+    # where the stock is known) and per alert (as ``alert_rows``).
+    recommendations: Recommendations | None = None
+    alert_recommendations: Recommendations | None = None
 
 
 # A learned scorer: the fold's per-event picture (``event_*`` of a BatchOutput, whose
@@ -406,7 +486,8 @@ def apply_batch(
     # -- stock: segments restart at every absolute set (snapshot, or upsert of unknown stock) ---
     known_before = state.cols["stock_known"][rows].astype(bool)
     is_set = code == _SNAPSHOT
-    setting = np.flatnonzero((code == _SNAPSHOT) | (code == _UPSERTED))
+    # (A catalogue-only upsert, value -1, carries replenishment data and sets no stock.)
+    setting = np.flatnonzero((code == _SNAPSHOT) | ((code == _UPSERTED) & (value >= 0)))
     if len(setting):
         # An upsert sets stock only while the SKU's stock is unknown: no stock before the batch
         # and no snapshot or upsert before it in the batch.
@@ -424,9 +505,9 @@ def apply_batch(
     running = np.cumsum(delta)
     on_hand = base + running - (running[seg_start] - delta[seg_start])
     known = known_before | is_set[seg_start]
-    inbound_qty, inbound_eta, inbound_last = open_orders_at_events(
-        state, rows, code, qty, value, row_start
-    )
+    orders = open_orders_at_events(state, rows, code, qty, value, row_start, ts)
+    inbound_qty = orders["inbound_qty"].astype(np.int64)
+    inbound_eta = orders["inbound_eta"].astype(np.float64)
 
     # -- demand: decayed sums of sales as of each event ------------------------------------------
     group = np.cumsum(first_of_row) - 1
@@ -457,6 +538,16 @@ def apply_batch(
         cum = np.cumsum(contribution)
         within = cum - (cum[row_start] - contribution[row_start])
         sums[name] = state.cols[name][rows] * carried + within * back
+    if params.recommendations:
+        # The same sums with the replenishment's longer memory.
+        tau_r = params.replenish_tau_s
+        carried_r = np.where(np.isnan(t_ref_prev), 0.0, np.exp(-(clock - clock_prev) / tau_r))
+        scale_r = np.exp((clock - row_max_t) / tau_r)
+        back_r = np.exp((row_max_t - clock) / tau_r)
+        for name, contribution in (("r_qty", sold * scale_r), ("r_qty2", sold * sold * scale_r)):
+            cum = np.cumsum(contribution)
+            within = cum - (cum[row_start] - contribution[row_start])
+            sums[name] = state.cols[name][rows] * carried_r + within * back_r
     t_first = np.fmin(state.cols["t_first"][rows], seen_min)
     history = np.maximum(clock, 0.0)
     duration = np.maximum(tau * -np.expm1(-history / tau), params.min_history_s)
@@ -487,6 +578,25 @@ def apply_batch(
     # -- the state after the batch: each row's last event ---------------------------------------
     end = np.flatnonzero(last_of_row)
     touched = rows[end]
+    recommended = alert_recommended = None
+    if params.recommendations:
+        attrs = _attrs_at_events(state, batch, order, rows, row_start)
+        picture = Picture(
+            rows=rows,
+            as_of=as_of,
+            on_hand=on_hand.astype(np.float64),
+            history=history,
+            r_qty=sums["r_qty"],
+            r_qty2=sums["r_qty2"],
+            orders=orders,
+            attrs=attrs,
+        )
+        recommended = recommend_at(state, picture, end, params)
+        alert_recommended = recommend_at(state, picture, alerts, params)
+        for name, column in attrs.items():
+            state.cols[name][touched] = column[end]
+        state.cols["r_qty"][touched] = sums["r_qty"][end]
+        state.cols["r_qty2"][touched] = sums["r_qty2"][end]
     state.cols["on_hand"][touched] = on_hand[end]
     state.cols["stock_known"][touched] = known[end]
     state.cols["s_qty"][touched] = sums["s_qty"][end]
@@ -496,9 +606,8 @@ def apply_batch(
     state.cols["in_stock_s"][touched] = clock[end]
     state.cols["t_first"][touched] = t_first[end]
     state.cols["probability"][touched] = probability[end]
-    state.cols["inbound_qty"][touched] = inbound_qty[end]
-    state.cols["inbound_eta"][touched] = inbound_eta[end]
-    state.cols["inbound_eta_last"][touched] = inbound_last[end]
+    for name, column in orders.items():
+        state.cols[name][touched] = column[end]
     return BatchOutput(
         rows=touched,
         as_of_s=as_of[end],
@@ -517,56 +626,189 @@ def apply_batch(
         event_second_moment_per_h=sums["s_qty2"] / duration * 3600.0,
         event_score=probability,
         event_predicted_oos_s=predicted,
+        recommendations=recommended,
+        alert_recommendations=alert_recommended,
     )
 
 
+ATTR_COLUMNS: Final = ("lead_given_s", "moq", "case_pack")
+
+
+def _attrs_at_events(
+    state: SkuState, batch: EventBatch, order: I64, rows: I64, row_start: I64
+) -> dict[str, NDArray[np.generic]]:
+    """Each event's lead time, MOQ and case pack (sorted order): its row's, as set by the
+    latest upsert carrying them at or before the event (a 0 keeps the value before)."""
+    base = {name: state.cols[name][rows] for name in ATTR_COLUMNS}
+    if not len(batch.attr_pos):
+        return base
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.arange(len(order))
+    at = inverse[batch.attr_pos]
+    by_time = np.argsort(at, kind="stable")
+    idx = at[by_time]
+    given = {
+        "lead_given_s": batch.attr_lead_s[by_time],
+        "moq": batch.attr_moq[by_time].astype(np.float64),
+        "case_pack": batch.attr_pack[by_time].astype(np.float64),
+    }
+    row_end = np.r_[row_start[1:] != row_start[:-1], True]
+    last_of = np.flatnonzero(row_end)
+    out: dict[str, NDArray[np.generic]] = {}
+    for name in ATTR_COLUMNS:
+        column = base[name].astype(np.float64).copy()
+        for k, i in enumerate(idx.tolist()):  # a few upserts per batch at most
+            value = given[name][k]
+            if value > 0:
+                stop = int(last_of[np.searchsorted(last_of, i)]) + 1
+                column[i:stop] = value
+        out[name] = column.astype(base[name].dtype)
+    return out
+
+
+@dataclass
+class Picture:
+    """What a recommendation reads of each event (sorted order) or of each ticked row."""
+
+    rows: I64
+    as_of: F64
+    on_hand: F64
+    history: F64  # the demand clock (s) since the SKU's first event
+    r_qty: F64
+    r_qty2: F64
+    orders: dict[str, NDArray[np.generic]]
+    attrs: dict[str, NDArray[np.generic]]
+
+
+def recommend_at(
+    state: SkuState, picture: Picture, at: I64, params: ScoringParams
+) -> Recommendations:
+    """Recommendations as of the events ``at`` (indexes into ``picture``)."""
+    tau_r = params.replenish_tau_s
+    duration = np.maximum(tau_r * -np.expm1(-picture.history[at] / tau_r), params.min_history_s)
+    orders, attrs = picture.orders, picture.attrs
+    as_of = picture.as_of[at]
+    counted = inbound_terms(
+        as_of,
+        orders["inbound_qty"][at].astype(np.int64),
+        orders["inbound_eta"][at].astype(np.float64),
+        params,
+    )
+    lead_mean, lead_var, source = lead_times(
+        attrs["lead_given_s"][at].astype(np.float64),
+        orders["lead_n"][at].astype(np.int64),
+        orders["lead_mean_s"][at].astype(np.float64),
+        orders["lead_m2"][at].astype(np.float64),
+        params.default_lead_time_s,
+    )
+    override = state.cols["service_level"][picture.rows[at]].astype(np.float64)
+    return recommend(
+        as_of_s=as_of,
+        on_hand=picture.on_hand[at],
+        inbound_qty=counted.get("inbound_qty", np.zeros(len(at))),
+        inbound_due_s=counted.get("inbound_due_s", np.full(len(at), np.nan)),
+        rate=picture.r_qty[at] / duration,
+        second_moment_rate=picture.r_qty2[at] / duration,
+        lead_mean_s=lead_mean,
+        lead_var_s2=lead_var,
+        lead_source=source,
+        service_level=np.where(np.isnan(override), params.service_level, override),
+        review_period_s=params.review_period_s,
+        moq=attrs["moq"][at].astype(np.int64),
+        case_pack=attrs["case_pack"][at].astype(np.int64),
+    )
+
+
+ORDER_COLUMNS: Final = (
+    "inbound_qty",
+    "inbound_eta",
+    "inbound_eta_last",
+    "inbound_placed",
+    "inbound_placed_last",
+    "lead_n",
+    "lead_mean_s",
+    "lead_m2",
+)
+
+
 def open_orders_at_events(
-    state: SkuState, rows: I64, code: NDArray[np.int8], qty: I64, value: I64, row_start: I64
-) -> tuple[I64, F64, F64]:
-    """Open purchase orders as of each event: (units, earliest and latest expected time).
+    state: SkuState,
+    rows: I64,
+    code: NDArray[np.int8],
+    qty: I64,
+    value: I64,
+    row_start: I64,
+    ts: F64 | None = None,
+) -> dict[str, NDArray[np.generic]]:
+    """Open purchase orders as of each event, and the lead times learned from them: each of
+    :data:`ORDER_COLUMNS` (units on order, earliest and latest expected time, earliest and
+    latest time placed, and the count, mean and squared deviations of observed lead times).
 
     ``stock.ordered`` adds its units (``value`` is its expected time in ms); a ``stock.received``
-    takes its units off, landed orders first. Orders and receipts are a small share of a
+    takes its units off, landed orders first, and (with ``ts``) observes a lead time: its time
+    minus when the earliest open order was placed. Orders and receipts are a small share of a
     stream, so they are walked one by one; every other event carries its row's last figures."""
-    base_q = state.cols["inbound_qty"][rows].astype(np.int64)
-    base_e = state.cols["inbound_eta"][rows].astype(np.float64)
-    base_l = state.cols["inbound_eta_last"][rows].astype(np.float64)
+    base = {name: state.cols[name][rows] for name in ORDER_COLUMNS}
     ordered = code == _ORDERED
+    base_q = base["inbound_qty"].astype(np.int64)
     if not ordered.any() and not (base_q > 0).any():
-        return base_q, base_e, base_l
+        return base
     with_orders = (base_q > 0) | np.isin(rows, rows[ordered])
     idx = np.flatnonzero(with_orders & (ordered | (code == _RECEIVED)))
     if not len(idx):
-        return base_q, base_e, base_l
-    at_q = np.empty(len(idx), dtype=np.int64)
-    at_e = np.empty(len(idx), dtype=np.float64)
-    at_l = np.empty(len(idx), dtype=np.float64)
-    open_orders: dict[int, tuple[int, float, float]] = {}
-    for k, i in enumerate(idx.tolist()):
+        return base
+    walked: list[tuple[int, float, float, float, float, int, float, float]] = []
+    open_orders: dict[int, tuple[int, float, float, float, float, int, float, float]] = {}
+    for i in idx.tolist():
         row = int(rows[i])
-        units, first, last = open_orders.get(row, (int(base_q[i]), base_e[i], base_l[i]))
+        current = open_orders.get(row)
+        if current is None:
+            current = (
+                int(base_q[i]),
+                float(base["inbound_eta"][i]),
+                float(base["inbound_eta_last"][i]),
+                float(base["inbound_placed"][i]),
+                float(base["inbound_placed_last"][i]),
+                int(base["lead_n"][i]),
+                float(base["lead_mean_s"][i]),
+                float(base["lead_m2"][i]),
+            )
+        units, first, last, placed, placed_last, n, mean, m2 = current
+        at = math.nan if ts is None else float(ts[i])
         if code[i] == _ORDERED:
             eta = float(value[i]) / 1000.0
             units += int(qty[i])
-            first = eta if np.isnan(first) else min(first, eta)
-            last = eta if np.isnan(last) else max(last, eta)
+            first = eta if math.isnan(first) else min(first, eta)
+            last = eta if math.isnan(last) else max(last, eta)
+            placed = at if math.isnan(placed) else min(placed, at)
+            placed_last = at if math.isnan(placed_last) else max(placed_last, at)
         else:
+            observed = at - placed
+            if units > 0 and observed >= 0:  # NaN (no placement time) compares False
+                n += 1
+                step = observed - mean
+                mean += step / n
+                m2 += step * (observed - mean)
             units = max(units - int(qty[i]), 0)
             # The earliest order has landed: what is left is expected by the latest time.
-            first, last = (np.nan, np.nan) if units == 0 else (last, last)
-        open_orders[row] = (units, first, last)
-        at_q[k], at_e[k], at_l[k] = units, first, last
+            if units == 0:
+                first = last = placed = placed_last = math.nan
+            else:
+                first, placed = last, placed_last
+        current = (units, first, last, placed, placed_last, n, mean, m2)
+        open_orders[row] = current
+        walked.append(current)
     # Every event takes the figures of its row's last order or receipt at or before it.
     pos = np.full(len(rows), -1, dtype=np.int64)
     pos[idx] = np.arange(len(idx))
     seen = np.maximum.accumulate(pos)
     last_move = np.maximum(seen, 0)
     own = (seen >= 0) & (idx[last_move] >= row_start)
-    return (
-        np.where(own, at_q[last_move], base_q),
-        np.where(own, at_e[last_move], base_e),
-        np.where(own, at_l[last_move], base_l),
-    )
+    out: dict[str, NDArray[np.generic]] = {}
+    for k, name in enumerate(ORDER_COLUMNS):
+        at_move = np.array([w[k] for w in walked], dtype=base[name].dtype)
+        out[name] = np.where(own, at_move[last_move], base[name])
+    return out
 
 
 def inbound_terms(

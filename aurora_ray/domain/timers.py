@@ -28,8 +28,11 @@ from numpy.typing import NDArray
 from aurora_ray.domain.calendar import exposure
 from aurora_ray.domain.scoring import score
 from aurora_ray.domain.state import (
+    ATTR_COLUMNS,
+    ORDER_COLUMNS,
     BatchOutput,
     EventBatch,
+    Picture,
     ProbabilityModel,
     ScoredEvent,
     ScoringParams,
@@ -38,6 +41,7 @@ from aurora_ray.domain.state import (
     inbound_terms,
     model_scores,
     raise_alerts,
+    recommend_at,
 )
 
 __all__ = ["MAX_TICKS_PER_GAP", "fold_with_timers", "tick", "timer_boundaries"]
@@ -102,6 +106,23 @@ def tick(
     )
     alerts = raise_alerts(state, rows, as_of, probability, known, params)
     state.cols["probability"][rows] = probability
+    recommended = alert_recommended = None
+    if params.recommendations:
+        decay_r = np.where(
+            np.isnan(state.cols["t_ref"][rows]), 0.0, np.exp(-age / params.replenish_tau_s)
+        )
+        picture = Picture(
+            rows=rows,
+            as_of=as_of,
+            on_hand=on_hand,
+            history=np.maximum(clock, 0.0),
+            r_qty=state.cols["r_qty"][rows].astype(np.float64) * decay_r,
+            r_qty2=state.cols["r_qty2"][rows].astype(np.float64) * decay_r,
+            orders={name: state.cols[name][rows] for name in ORDER_COLUMNS},
+            attrs={name: state.cols[name][rows] for name in ATTR_COLUMNS},
+        )
+        recommended = recommend_at(state, picture, np.arange(n), params)
+        alert_recommended = recommend_at(state, picture, alerts, params)
     return BatchOutput(
         rows=rows,
         as_of_s=as_of,
@@ -120,6 +141,8 @@ def tick(
         event_second_moment_per_h=second_moment * 3600.0,
         event_score=probability,
         event_predicted_oos_s=scores.predicted_oos_s,
+        recommendations=recommended,
+        alert_recommendations=alert_recommended,
     )
 
 

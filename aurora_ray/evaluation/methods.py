@@ -455,15 +455,12 @@ class RateOracle(AuroraAnalytic):
         value = whole.value[position : position + n][order]
         first = np.r_[True, rows[1:] != rows[:-1]]
         row_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-        units, eta, eta_last = open_orders_at_events(
-            self.inbound_state, rows, code, qty, value, row_start
-        )
+        orders = open_orders_at_events(self.inbound_state, rows, code, qty, value, row_start)
         last = np.r_[rows[1:] != rows[:-1], True]
         cols = self.inbound_state.cols
-        cols["inbound_qty"][rows[last]] = units[last]
-        cols["inbound_eta"][rows[last]] = eta[last]
-        cols["inbound_eta_last"][rows[last]] = eta_last[last]
-        return units, eta
+        for name, column in orders.items():
+            cols[name][rows[last]] = column[last]
+        return orders["inbound_qty"].astype(np.int64), orders["inbound_eta"].astype(np.float64)
 
     def rates(self, skus: Sequence[str], output: BatchOutput) -> tuple[F64, F64]:
         """Demand rate and second moment (per second) to score ``output``'s points with."""

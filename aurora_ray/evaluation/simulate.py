@@ -804,7 +804,8 @@ def stockout_stats(
     lost = result.lost_sales
     in_lost = (lost["ts"] >= lo) & (lost["ts"] < hi)
     orders = result.purchase_orders
-    in_orders = (orders["placed"] >= lo) & (orders["placed"] < hi) if len(orders) else []
+    placed = orders["placed"] if len(orders) else pd.Series([], dtype="datetime64[ns, UTC]")
+    in_orders = (placed >= lo) & (placed < hi)
     return StockoutStats(
         skus=n_skus,
         days=n_days,
@@ -818,7 +819,7 @@ def stockout_stats(
         sold_units=int(window["sold_units"].sum()),
         mean_on_hand=_mean_on_hand(result, _to_ms(max(lo, result.start)), _to_ms(hi)),
         units_ordered=int(orders.loc[in_orders, "qty"].sum()) if len(orders) else 0,
-        orders_placed=int(in_orders.sum()) if len(orders) else 0,
+        orders_placed=int(in_orders.sum()),
     )
 
 
