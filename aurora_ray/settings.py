@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Count open purchase orders (stock.ordered) until this long after their expected time.
     inbound_grace_hours: float = Field(24.0, ge=0)
     model_version: str = "analytic-nb-1"
+    # Replenishment recommendations in the shards' fold (aurora_ray/domain/replenish.py); off
+    # only to measure what they cost (aurora bench).
+    recommendations: bool = True
 
     # Stream processing.
     checkpoint_interval_s: float = Field(5.0, gt=0)

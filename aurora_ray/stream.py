@@ -137,6 +137,7 @@ class ShardProcessor:
             timer_period_s=settings.timer_period_hours * 3600.0,
             default_threshold=settings.default_threshold,
             inbound_grace_s=settings.inbound_grace_hours * 3600.0,
+            recommendations=settings.recommendations,
         )
         self._consumer_factory = consumer_factory or (
             lambda: make_consumer(settings.kafka_bootstrap, f"aurora-{tenant_id}-{shard}")

@@ -63,6 +63,7 @@ def test_quick_bench_writes_every_scenario(stack, tmp_path: Path) -> None:
     # The limiter's and the event-id window's cost, each beside the same measurement without.
     assert "rate limiter off" in ingest["rows"][1]["metric"]
     assert "event-id window off" in written["scenarios"]["stream"]["rows"][1]["metric"]
+    assert "recommendations off" in written["scenarios"]["stream"]["rows"][2]["metric"]
     assert written["scenarios"]["e2e"]["details"]["window_off"]["probes_seen"] > 0
     retrain = written["scenarios"]["retrain"]["details"]["result"]
     assert retrain["rows"]["train_positives"] > 0 and retrain["rows"]["held_out"] > 0
