@@ -35,6 +35,10 @@ class LoadResult:
     errors: int = 0
     timeouts: int = 0
     accepted: int = 0  # events accepted (posts)
+    # Events of posts whose outcome is unknown: the client gave up (timeout, connection error)
+    # or the server answered 5xx (a 503 after the broker's acknowledgement timed out may still
+    # have kept them). The topic holds between ``accepted`` and ``accepted + unsettled`` more.
+    unsettled: int = 0
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
@@ -171,10 +175,14 @@ async def _post(
                 accepted = True
             else:
                 result.errors += 1
+                if response.status >= 500:
+                    result.unsettled += events
     except TimeoutError:
         result.timeouts += 1
+        result.unsettled += events
     except aiohttp.ClientError:
         result.errors += 1
+        result.unsettled += events
     result.requests += 1
     result.latencies_ms.append((time.perf_counter() - sent) * 1000)
     return accepted

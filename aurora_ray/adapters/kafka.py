@@ -136,14 +136,54 @@ class TopicAdmin:
             time.sleep(0.05)
         return True
 
-    def end_offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
-        consumer = make_consumer(self.bootstrap, "aurora-admin")
+    def end_offsets(
+        self, topic: str, partitions: Sequence[int], *, timeout: float = 10.0
+    ) -> dict[int, int]:
+        """The offset after the last record of each partition (its high watermark), exactly.
+
+        The listed offset alone (``ListOffsets``, what ``get_watermark_offsets`` asks) is not
+        enough: the embedded broker (Tansu) answers it with the base offset of the partition's
+        most recently written record batch + 1, so it reads up to a batch short, by an amount
+        that depends on how the producers happened to cut their batches. (The bench once
+        counted 59 967 records for 60 000 events accepted: every one of them was on the topic,
+        read back by a consumer.) Its fetch answers carry the true high watermark, so each
+        partition is read from there (``listed - 1``: the start of that batch on Tansu, the
+        last record on Kafka) until the consumer reaches the partition's end; the most records
+        read is about one batch a partition. Raises :class:`TimeoutError` if some partition's
+        end is not reached within ``timeout`` seconds."""
+        consumer = Consumer(
+            {
+                **consumer_config(self.bootstrap, "aurora-admin"),
+                "enable.partition.eof": True,  # an event when the reader reaches the end
+                "fetch.wait.max.ms": 10,
+            }
+        )
         try:
-            out = {}
+            ends: dict[int, int] = {}
             for p in partitions:
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
-                out[p] = int(high)
-            return out
+                ends[p] = int(high)
+            consumer.assign([TopicPartition(topic, p, max(0, ends[p] - 1)) for p in ends])
+            pending = set(ends)
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                for message in consumer.consume(10_000, timeout=0.1):
+                    part = message.partition()
+                    if part is None or part not in ends:
+                        continue
+                    error = message.error()
+                    if error is None:
+                        ends[part] = max(ends[part], (message.offset() or 0) + 1)
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        # The offset the reader stands at: the fetch answer's high watermark.
+                        ends[part] = max(ends[part], message.offset() or 0)
+                        pending.discard(part)
+            if pending:
+                raise TimeoutError(
+                    f"the end of {topic} partition(s) {sorted(pending)} was not reached "
+                    f"within {timeout:.0f} s"
+                )
+            return ends
         finally:
             consumer.close()
 

@@ -57,7 +57,14 @@ def test_quick_bench_writes_every_scenario(stack, tmp_path: Path) -> None:
     # Aurora's figures stand beside same-run anchors.
     ingest = written["scenarios"]["ingest"]
     assert ingest["rows"][0]["anchor"] > 0
-    assert ingest["details"]["records_in_topic"] == ingest["details"]["accepted_events"]
+    # Every accepted event reached the topic, none twice: counted to each partition's end (a
+    # loaded machine once read 59 967 for 60 000 from the listed offsets, a batch short). A
+    # request timed out or answered 5xx may have been kept or not: its events are "unsettled".
+    details = ingest["details"]
+    variants = list(details["variants"].values())
+    for run in [details, *variants, *(v["as_deployed_after"] for v in variants)]:
+        assert run["accepted_events"] <= run["records_in_topic"], run
+        assert run["records_in_topic"] <= run["accepted_events"] + run["unsettled_events"], run
     assert written["scenarios"]["stream"]["rows"][0]["anchor"] > 0
     assert written["scenarios"]["e2e"]["details"]["probes_seen"] > 0
     # The limiter's and the event-id window's cost, each beside the same measurement without.
