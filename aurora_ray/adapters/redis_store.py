@@ -7,7 +7,10 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:client:{client_id}``      hash: tenant_id, secret_hash, scopes
 ``aurora:t:{t}:settings``          hash, the ``tenant_settings`` table: ``default`` and
                                    ``sku:<sku>`` or ``sku:<sku>@<warehouse>`` thresholds,
-                                   ``calendar`` (JSON, 168 hour-of-week demand shares)
+                                   ``calendar`` (JSON, 168 hour-of-week demand shares),
+                                   ``service_level``, ``lead_time_hours``,
+                                   ``review_period_hours`` and ``service:<sku>`` or
+                                   ``service:<sku>@<warehouse>`` service levels
 ``aurora:t:{t}:settings_version`` counter bumped by every settings change
 ``aurora:t:{t}:alerts``            zset, member = alert JSON, score = created_at (ms)
 ``aurora:t:{t}:alerts:sku:{sku}``  zset, the same members for one SKU
@@ -17,6 +20,8 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:t:{t}:pred:{sku}``        hash warehouse -> latest prediction JSON
 ``aurora:t:{t}:skus``              zset (all scores 0, so ordered by name) of SKUs with
                                    predictions
+``aurora:t:{t}:order_by``          zset, member = ``sku@warehouse``, score = its recommendation's
+                                   order_by (epoch ms; ``inf``: nothing to plan): the due index
 ``aurora:t:{t}:ckpt:{shard}``      hash: state (bytes), offsets (JSON), at, events
 ``aurora:t:{t}:seen:{partition}``  string: the partition's applied event ids (16-byte entries,
                                    ``aurora_ray.domain.idempotency``), written with checkpoints
@@ -38,7 +43,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import msgspec
@@ -52,7 +57,14 @@ from aurora_ray.adapters.resp import RespClient
 from aurora_ray.adapters.resp import supports as resp_supports
 from aurora_ray.domain.alerts import AlertRecord
 
-__all__ = ["AlertPage", "Checkpoint", "RedisStore", "dead_letter_entry", "tenant_key"]
+__all__ = [
+    "AlertPage",
+    "Checkpoint",
+    "RedisStore",
+    "Replenishment",
+    "dead_letter_entry",
+    "tenant_key",
+]
 
 _ALERT_FETCH_CHUNK = 500
 _ALERT_SCAN_LIMIT = 20_000  # bound on members scanned for one filtered page
@@ -115,6 +127,20 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class Replenishment:
+    """A tenant's replenishment settings (None: the deployment's default)."""
+
+    service_level: float | None = None
+    lead_time_hours: float | None = None
+    review_period_hours: float | None = None
+    skus: dict[str, float] = field(default_factory=dict)  # per-SKU service levels
+
+
+#: tenant_settings fields of :class:`Replenishment` (the per-SKU levels: ``service:<key>``).
+REPLENISHMENT_FIELDS = ("service_level", "lead_time_hours", "review_period_hours")
+
+
+@dataclass(frozen=True)
 class AlertPage:
     alerts: list[dict[str, Any]]
     next_cursor: str | None
@@ -131,6 +157,13 @@ def _push_dead_letters(pipe: Any, tenant_id: str, records: list[bytes], keep: in
     key = tenant_key(tenant_id, "deadletter")
     pipe.lpush(key, *records)
     pipe.ltrim(key, 0, keep - 1)
+
+
+def _zadd_chunks(pipe: Any, key: str, scores: Mapping[str, float], chunk: int = 5000) -> None:
+    """``ZADD`` of many members, a few thousand a command."""
+    items = list(scores.items())
+    for start in range(0, len(items), chunk):
+        pipe.zadd(key, dict(items[start : start + chunk]))
 
 
 def alert_member(alert: Mapping[str, Any]) -> str:
@@ -319,8 +352,8 @@ class RedisStore:
         raw = cast(dict[bytes, bytes], self.client.hgetall(tenant_key(tenant_id, "settings")))
         default: float | None = None
         per_sku: dict[str, float] = {}
-        for field, value in raw.items():
-            name = field.decode()
+        for raw_name, value in raw.items():
+            name = raw_name.decode()
             if name == "default":
                 default = float(value)
             elif name.startswith("sku:"):
@@ -344,6 +377,44 @@ class RedisStore:
                 pipe.hdel(key, f"sku:{sku}")
             else:
                 pipe.hset(key, f"sku:{sku}", repr(value))
+        pipe.incr(tenant_key(tenant_id, "settings_version"))
+        pipe.execute()
+
+    def replenishment(self, tenant_id: str) -> Replenishment:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(tenant_key(tenant_id, "settings")))
+        values: dict[str, float] = {}
+        per_sku: dict[str, float] = {}
+        for raw_name, value in raw.items():
+            name = raw_name.decode()
+            if name in REPLENISHMENT_FIELDS:
+                values[name] = float(value)
+            elif name.startswith("service:"):
+                per_sku[name[8:]] = float(value)
+        return Replenishment(**values, skus=per_sku)
+
+    def put_replenishment(
+        self,
+        tenant_id: str,
+        *,
+        values: Mapping[str, float | None],
+        per_sku: Mapping[str, float | None],
+    ) -> None:
+        """Set the tenant's :data:`REPLENISHMENT_FIELDS` given in ``values`` (None: left as it
+        is) and per-SKU service levels (None removes one), in one transaction with the settings
+        version, so shards reload them from their next micro-batch."""
+        unknown = set(values) - set(REPLENISHMENT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown replenishment fields: {sorted(unknown)}")
+        key = tenant_key(tenant_id, "settings")
+        pipe = self.client.pipeline(transaction=True)
+        for name, value in values.items():
+            if value is not None:
+                pipe.hset(key, name, repr(float(value)))
+        for sku, level in per_sku.items():
+            if level is None:
+                pipe.hdel(key, f"service:{sku}")
+            else:
+                pipe.hset(key, f"service:{sku}", repr(float(level)))
         pipe.incr(tenant_key(tenant_id, "settings_version"))
         pipe.execute()
 
@@ -378,10 +449,13 @@ class RedisStore:
         alerts: list[AlertRecord],
         counters: Mapping[str, int] | None = None,
         dead_letters: list[bytes] | None = None,
+        order_by_ms: Mapping[str, float] | None = None,
     ) -> None:
         """Write a micro-batch's predictions, alerts (with their dedup marks), counters and
         dead letters (:func:`dead_letter_entry`) atomically: a batch replayed after a failed
-        write dead-letters its records once."""
+        write dead-letters its records once. ``order_by_ms`` (``sku@warehouse`` -> epoch ms,
+        inf: nothing to plan) moves rows in the due index, the order of
+        ``GET /v1/stock/recommendations``."""
         pipe = self.client.pipeline(transaction=True)
         if predictions:
             prefix = tenant_key(tenant_id, "pred", "")
@@ -416,11 +490,19 @@ class RedisStore:
             if self._write_alerts is None:
                 self._write_alerts = self.client.register_script(_WRITE_ALERTS)
             self._write_alerts(keys=alert_keys, args=alert_args, client=pipe)
+        if order_by_ms:
+            _zadd_chunks(pipe, tenant_key(tenant_id, "order_by"), order_by_ms)
         for name, value in (counters or {}).items():
             if value:
                 pipe.hincrby(tenant_key(tenant_id, "counters"), name, value)
         if dead_letters:
             _push_dead_letters(pipe, tenant_id, dead_letters)
+        pipe.execute()
+
+    def write_order_by(self, tenant_id: str, order_by_ms: Mapping[str, float]) -> None:
+        """Move rows in the due index (as ``write_outputs`` does, outside a micro-batch)."""
+        pipe = self.client.pipeline(transaction=False)
+        _zadd_chunks(pipe, tenant_key(tenant_id, "order_by"), order_by_ms)
         pipe.execute()
 
     def dedup_marks(self, tenant_id: str, shard: int) -> dict[str, float]:
