@@ -41,8 +41,9 @@ the order of alert ids, which the pagination cursor relies on.
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -68,6 +69,7 @@ __all__ = [
 
 _ALERT_FETCH_CHUNK = 500
 _ALERT_SCAN_LIMIT = 20_000  # bound on members scanned for one filtered page
+_DUE_FETCH_CHUNK = 2_000  # due-index members a ZRANGE (and their records a pipeline)
 
 # A micro-batch's predictions in one command instead of one HSET each (the client-side cost of
 # a command dominated the shard loop): KEYS = the skus zset, then one pred hash per row;
@@ -253,6 +255,76 @@ class _AlertScan:
         for alert in out:
             alert.pop("_score", None)
         return AlertPage(out, next_cursor)
+
+
+class _DueScan:
+    """One page of the due index (``aurora:t:{t}:order_by``), read by rank in chunks; the
+    records themselves are fetched for the members the index keeps (see ``due_rows``)."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        warehouse: str | None,
+        max_ms: float,
+        limit: int,
+        after: tuple[float, str] | None,
+    ) -> None:
+        self.warehouse, self.max_ms, self.limit, self.after = warehouse, max_ms, limit, after
+        self.rank = 0
+        # Past the cursor's member by its rank when it is where the cursor saw it; else from the
+        # first member at the cursor's score, skipping those up to the cursor's (equal scores
+        # sort by member).
+        self.skip: tuple[float, str] | None = None
+        self.scan_limit = max(_ALERT_SCAN_LIMIT, 2 * limit)
+        # Unfiltered, a page needs its rows and one more (is there a next page?).
+        self.chunk = _DUE_FETCH_CHUNK if warehouse else min(_DUE_FETCH_CHUNK, limit + 1)
+        self.out: list[tuple[float, str, dict[str, Any]]] = []
+        self.scanned = 0
+        self.last_seen: tuple[float, str] | None = None
+        self.exhausted = False
+
+    def start(self, score: float | None, rank: int | None, below: int) -> None:
+        assert self.after is not None  # noqa: S101 - only with a cursor
+        if score is not None and rank is not None and float(score) == self.after[0]:
+            self.rank = int(rank) + 1
+        else:
+            self.rank, self.skip = int(below), self.after
+
+    def wants_more(self) -> bool:
+        return not self.exhausted and len(self.out) <= self.limit and self.scanned < self.scan_limit
+
+    def feed(self, members: list[tuple[bytes, float]]) -> list[tuple[float, str]]:
+        """A chunk of the index; returns the members whose records are to be read."""
+        if not members:
+            self.exhausted = True
+            return []
+        self.rank += len(members)
+        self.scanned += len(members)
+        candidates: list[tuple[float, str]] = []
+        for raw, score in members:
+            if score > self.max_ms:
+                self.exhausted = True
+                break
+            member = raw.decode()
+            self.last_seen = (score, member)
+            if self.skip is not None and (score, member) <= self.skip:
+                continue
+            if self.warehouse and member.rsplit("@", 1)[1] != self.warehouse:
+                continue
+            candidates.append((score, member))
+        self.chunk = _DUE_FETCH_CHUNK  # a page that needs more than its first chunk is filtered
+        return candidates
+
+    def take(self, score: float, member: str, record: dict[str, Any]) -> None:
+        self.out.append((score, member, record))
+
+    def page(self) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+        out, limit = self.out, self.limit
+        if len(out) > limit:
+            last = out[limit - 1]
+            return [row[2] for row in out[:limit]], (last[0], last[1])
+        more = not self.exhausted and self.scanned >= self.scan_limit
+        return [row[2] for row in out], self.last_seen if more else None
 
 
 class RedisStore:
@@ -619,6 +691,82 @@ class RedisStore:
             out.extend(_decode_json(v) for v in values if v)
         out.sort(key=lambda p: (p["sku"], p["warehouse"]))
         return out, next_after
+
+    def due_rows(
+        self,
+        tenant_id: str,
+        *,
+        sku: str | None,
+        warehouse: str | None,
+        max_ms: float,
+        limit: int,
+        after: tuple[float, str] | None,
+        accept: Callable[[dict[str, Any]], bool],
+    ) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+        """Prediction records in the due index's order (order_by, then ``sku@warehouse``) up to
+        ``max_ms``, after ``after`` (the ``(score, member)`` of the last row already seen), that
+        ``accept`` takes; ``limit`` a page. Returns the page and where the next one starts
+        (None: no more). A filtered scan reads at most ~20 000 members a page and then hands
+        out where it stopped, like the alerts' pages."""
+        if sku:
+            return self._due_rows_of_sku(tenant_id, sku, warehouse, max_ms, limit, after, accept)
+        scan = _DueScan(tenant_id, warehouse, max_ms, limit, after)
+        key = tenant_key(tenant_id, "order_by")
+        if after is not None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zscore(key, after[1])
+            pipe.zrank(key, after[1])
+            pipe.zcount(key, "-inf", f"({after[0]!r}")
+            score, rank, below = pipe.execute()
+            scan.start(score, rank, below)
+        while scan.wants_more():
+            members = self.client.zrange(
+                key, scan.rank, scan.rank + scan.chunk - 1, withscores=True
+            )
+            candidates = scan.feed(cast(list[tuple[bytes, float]], members))
+            if candidates:
+                pipe = self.client.pipeline(transaction=False)
+                for _, member in candidates:
+                    item_sku, item_warehouse = member.rsplit("@", 1)
+                    pipe.hget(tenant_key(tenant_id, "pred", item_sku), item_warehouse)
+                for (score, member), raw in zip(candidates, pipe.execute(), strict=True):
+                    record = _decode_json(raw) if raw else None
+                    if record is not None and accept(record):
+                        scan.take(score, member, record)
+        return scan.page()
+
+    def _due_rows_of_sku(
+        self,
+        tenant_id: str,
+        sku: str,
+        warehouse: str | None,
+        max_ms: float,
+        limit: int,
+        after: tuple[float, str] | None,
+        accept: Callable[[dict[str, Any]], bool],
+    ) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+        """:meth:`due_rows` of one SKU: its warehouses' records, ordered here."""
+        pred = tenant_key(tenant_id, "pred", sku)
+        if warehouse:
+            raw = cast(bytes | None, self.client.hget(pred, warehouse))
+            values = [raw] if raw else []
+        else:
+            values = cast(list[bytes], self.client.hvals(pred))
+        rows: list[tuple[float, str, dict[str, Any]]] = []
+        for value in values:
+            record = _decode_json(value)
+            rec = record.get("rec")
+            if rec is None or not accept(record):
+                continue
+            order_by = rec[2]
+            score = math.inf if order_by is None else float(order_by)
+            member = f"{sku}@{record['warehouse']}"
+            if score <= max_ms and (after is None or (score, member) > after):
+                rows.append((score, member, record))
+        rows.sort(key=lambda row: (row[0], row[1]))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [row[2] for row in rows], (rows[-1][0], rows[-1][1]) if more else None
 
     # -- checkpoints and health ----------------------------------------------------------------
     def save_checkpoint(
