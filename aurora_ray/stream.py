@@ -56,7 +56,7 @@ from aurora_ray.settings import Settings
 from aurora_ray.warehouse.predictions import PredictionBuffer
 from aurora_ray.warehouse.store import Warehouse
 
-__all__ = ["ShardMetrics", "ShardProcessor", "partitions_for"]
+__all__ = ["ShardMetrics", "ShardProcessor", "partitions_for", "scoring_params"]
 
 log = logging.getLogger(__name__)
 _LAG_REFRESH_S = 1.0
@@ -73,6 +73,26 @@ class _NoMetrics:
         self, *, events: int, alerts: int, latencies_ms: list[float], lag: int
     ) -> None:
         return None
+
+
+def scoring_params(settings: Settings) -> ScoringParams:
+    """The fold's parameters from the deployment's settings (before any tenant_settings): what a
+    shard starts from, and what an offline replay of its stream must use to agree with it."""
+    return ScoringParams(
+        horizon_s=settings.horizon_s,
+        half_life_s=settings.rate_half_life_s,
+        dedup_window_s=settings.dedup_window_s,
+        min_history_s=settings.min_history_hours * 3600.0,
+        censored_demand=settings.censored_demand,
+        timer_period_s=settings.timer_period_hours * 3600.0,
+        default_threshold=settings.default_threshold,
+        inbound_grace_s=settings.inbound_grace_hours * 3600.0,
+        recommendations=settings.recommendations,
+        service_level=settings.service_level,
+        default_lead_time_s=settings.default_lead_time_hours * 3600.0,
+        review_period_s=settings.review_period_hours * 3600.0,
+        replenish_half_life_s=settings.replenish_half_life_hours * 3600.0,
+    )
 
 
 def partitions_for(shard: int, shards: int, partitions: int) -> list[int]:
@@ -133,21 +153,7 @@ class ShardProcessor:
         self.partitions = partitions
         self.topic = settings.topic_for(tenant_id)
         self.store = store
-        self.params = ScoringParams(
-            horizon_s=settings.horizon_s,
-            half_life_s=settings.rate_half_life_s,
-            dedup_window_s=settings.dedup_window_s,
-            min_history_s=settings.min_history_hours * 3600.0,
-            censored_demand=settings.censored_demand,
-            timer_period_s=settings.timer_period_hours * 3600.0,
-            default_threshold=settings.default_threshold,
-            inbound_grace_s=settings.inbound_grace_hours * 3600.0,
-            recommendations=settings.recommendations,
-            service_level=settings.service_level,
-            default_lead_time_s=settings.default_lead_time_hours * 3600.0,
-            review_period_s=settings.review_period_hours * 3600.0,
-            replenish_half_life_s=settings.replenish_half_life_hours * 3600.0,
-        )
+        self.params = scoring_params(settings)
         self._defaults = self.params  # the deployment's; tenant_settings override some
         self._consumer_factory = consumer_factory or (
             lambda: make_consumer(settings.kafka_bootstrap, f"aurora-{tenant_id}-{shard}")
