@@ -111,7 +111,7 @@ def read_recommendations(
         rec = record.get("rec")
         if rec is None:
             return False
-        if min_risk is not None and rec[1] < min_risk:
+        if min_risk is not None and not (rec[1] is not None and rec[1] >= min_risk):
             return False
         # The record is fresher than the index (written every batch): it decides due_before.
         return query.due_before is None or (rec[2] is not None and rec[2] <= due_ms)
