@@ -7,6 +7,8 @@ Valkey, and the API reads them back. The live-versus-replay check through the sh
 from __future__ import annotations
 
 import gc
+import json
+import math
 import re
 import secrets
 import time
@@ -505,3 +507,65 @@ def test_recommendations_off_write_none(services: Services, api: Api) -> None:
     assert shop.rows() == []
     [alert] = shop.get("/v1/stock/alerts").json()
     assert alert["order_by"] is None and alert["recommended_qty"] is None
+
+
+def test_pages_hold_across_equal_scores_and_moving_rows(api: Api) -> None:
+    """Rows with the same order_by (a timer ticks every SKU at one boundary) page by member;
+    a row that moves between two pages neither repeats the first page nor skips the rest."""
+    tenant = create_tenant(api.settings, api.ctx.store, api.ctx.admin, name="pages")
+    tid, store = tenant.tenant_id, api.ctx.store
+    index: dict[str, float] = {}
+    for i in range(40):
+        sku, wh = f"S-{i:02d}", "DE-HAM" if i % 4 else "FR-PAR"
+        due = math.inf if i >= 35 else 1.75e12
+        rec = [0, 0.5, None if math.isinf(due) else due, 12, 1.0, 2.0, 0.98, 168.0, 2, 0, 0]
+        record = {"sku": sku, "warehouse": wh, "as_of": iso(1.75e9), "on_hand": 5, "rec": rec}
+        store.client.hset(tenant_key(tid, "pred", sku), wh, json.dumps(record))
+        index[f"{sku}@{wh}"] = due
+    store.write_order_by(tid, index)
+    bearer = api.ctx.issuer.issue(tenant_id=tid, client_id="c", scopes=frozenset({"alerts:read"}))
+    reader = Shop(api, tenant, {"Authorization": f"Bearer {bearer}"}, shard=None)  # type: ignore[arg-type]
+
+    def keys(rows: list[dict[str, Any]]) -> list[str]:
+        return [f"{r['sku']}@{r['warehouse']}" for r in rows]
+
+    everything = reader.rows()
+    ordered = sorted(index, key=lambda k: (index[k], k))
+    assert keys(everything) == ordered
+    assert reader.rows(limit=7) == everything
+    in_paris = [r for r in everything if r["warehouse"] == "FR-PAR"]
+    assert reader.rows(limit=3, warehouse="FR-PAR") == in_paris
+    assert reader.rows(limit=4, sku="S-04") == [r for r in everything if r["sku"] == "S-04"]
+
+    first = reader.get(limit=5)
+    assert keys(first.json()) == ordered[:5]
+    match = _NEXT.search(first.headers["link"])
+    assert match is not None
+    store.write_order_by(tid, {ordered[4]: 1.76e12})  # the first page's last row moves later
+    following: list[dict[str, Any]] = []
+    link: str | None = match.group(1)
+    while link is not None:  # the link keeps limit=5
+        response = api.http.get(link, headers=reader.headers)
+        following += response.json()
+        found = _NEXT.search(response.headers.get("link", ""))
+        link = found.group(1) if found else None
+    # The rest once, and the moved row again where it now stands (a live listing).
+    assert keys(following) == ordered[5:35] + [ordered[4]] + ordered[35:]
+
+
+def test_the_openapi_document_describes_the_routes(api: Api) -> None:
+    spec = api.http.get("/openapi.json").json()
+    operation = spec["paths"][PATH]["get"]
+    params = {p["name"] for p in operation["parameters"]}
+    assert {"sku", "warehouse", "due_before", "min_risk", "limit", "cursor"} <= params
+    assert {"200", "400", "401", "403", "422", "429"} <= set(operation["responses"])
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["RecommendationOut"]["properties"]) == FIELDS
+    assert {"order_by", "recommended_qty", "predicted_oos_at_p10", "predicted_oos_at_p90"} <= set(
+        schemas["AlertOut"]["properties"]
+    )
+    assert not set(schemas["AlertOut"]["required"]) & {"order_by", "recommended_qty"}
+    settings = spec["paths"]["/v1/settings/replenishment"]
+    assert {"get", "put"} <= set(settings)
+    update = schemas["ReplenishmentUpdate"]["properties"]["service_level"]["anyOf"][0]
+    assert (update["minimum"], update["exclusiveMaximum"]) == (0.5, 1.0)
