@@ -15,6 +15,10 @@ distinct (the API's own for the snapshots, the generator's for the orders), so e
 is hashed, looked up and inserted (``event_ids_remembered`` equals the records folded). The
 first shard count then runs again on a fresh copy of the topic with the window off
 (``idempotency_window_events=0``), right after, and its row gives the ratio on ÷ off.
+
+The recommendations' cost likewise: every run computes and writes them (the default); the first
+shard count runs once more with ``recommendations=False`` (the scoring of before issue 16), and
+its row gives the ratio on ÷ off (target: on >= 0.9 x off).
 """
 
 from __future__ import annotations
@@ -104,6 +108,36 @@ def window_off_row(
     )
 
 
+def recommendations_off_row(
+    size: Size, shards: int, *, on: float | None, off: float | None, note: str
+) -> Row:
+    """The same shard count without replenishment recommendations, and what they cost (judged
+    in the full run only, as the window's)."""
+    share = ratio(on, off)
+    judged = not size.quick
+    cost = "–" if share is None else f"{share:.2f}"
+    return Row(
+        metric=(
+            f"stream events/s, {shards} shard(s), {size.stream_skus} SKUs, recommendations off "
+            f"(recommendations=false); on ÷ off = {cost}"
+        ),
+        unit="events/s",
+        aurora=off,
+        anchor=on,
+        anchor_name="recommendations on (default), the first row",
+        target="on >= 0.9 x off" if judged else "",
+        ok=None if share is None or not judged else share >= 0.9,
+        note=note,
+    )
+
+
+#: The runs besides the default one: their label and shard settings.
+VARIANTS: dict[str, dict[str, object]] = {
+    "window-off": dict(WINDOW_OFF),
+    "recommendations-off": {"recommendations": False},
+}
+
+
 def judge(
     *, expected: int, events: int, seconds: float | None, alerts: int, expected_alerts: int
 ) -> tuple[float | None, list[str]]:
@@ -137,11 +171,14 @@ def run(target: Target, size: Size) -> ScenarioResult:
     raw_rate: float | None = None
     by_shards: dict[str, object] = {}
     failures: list[str] = []
-    # (shards, window on): each shard count with the window on; the first also with it off.
-    runs = [(size.shard_counts[0], True), (size.shard_counts[0], False)]
-    runs += [(shards, True) for shards in size.shard_counts[1:]]
+    # (shards, variant): each shard count as deployed (""); the first also with the window off
+    # and with recommendations off.
+    first = size.shard_counts[0]
+    runs = [(first, ""), *((first, variant) for variant in VARIANTS)]
+    runs += [(shards, "") for shards in size.shard_counts[1:]]
     rates: dict[int, float | None] = {}
-    for shards, window in runs:
+    for shards, variant in runs:
+        window = variant != "window-off"
         tenant_id = stream_tenant(target)
         topic = settings.topic_for(tenant_id)
         delivered = produce_raw(
@@ -152,14 +189,14 @@ def run(target: Target, size: Size) -> ScenarioResult:
             consumed, seconds = consume_raw(settings.kafka_bootstrap, topic, partitions, delivered)
             raw_rate = events_per_s(consumed, seconds) if consumed else None
             details["raw_consumer"] = {"events": consumed, "seconds": seconds, "rate": raw_rate}
-        label = f"{shards} shard(s)" + ("" if window else ", event-id window off")
+        label = f"{shards} shard(s)" + (f", {variant.replace('-', ' ')}" if variant else "")
         target.progress(f"stream: {label} on {delivered} records")
         events, span, info = run_shards(
             target,
             tenant_id,
             shards=shards,
             expected=delivered,
-            overrides=None if window else WINDOW_OFF,
+            overrides=VARIANTS.get(variant),
         )
         counters = target.store.counters(tenant_id)
         alerts = counters.get("alerts_generated", 0)
@@ -173,7 +210,7 @@ def run(target: Target, size: Size) -> ScenarioResult:
         remembered = int(info["event_ids_remembered"])
         if window and events and remembered != events:
             problems.append(f"{remembered} event ids remembered for {events} records")
-        by_shards[str(shards) if window else f"{shards}-window-off"] = {
+        by_shards[f"{shards}-{variant}" if variant else str(shards)] = {
             **info,
             "rate": rate,
             "counters": counters,
@@ -186,17 +223,22 @@ def run(target: Target, size: Size) -> ScenarioResult:
         if problems:
             note += "; FAILED: " + ", ".join(problems)
             failures.append(f"{label}: " + ", ".join(problems))
-        if window:
+        if not variant:
             rates[shards] = rate
             rows.append(_row(size, shards, rate, raw_rate, note))
-        else:
+        elif variant == "window-off":
             rows.append(window_off_row(size, shards, on=rates.get(shards), off=rate, note=note))
+        else:
+            rows.append(
+                recommendations_off_row(size, shards, on=rates.get(shards), off=rate, note=note)
+            )
     details["by_shards"] = by_shards
-    first = size.shard_counts[0]
-    off = by_shards.get(f"{first}-window-off")
-    details["window_on_over_off"] = ratio(
-        rates.get(first), off.get("rate") if isinstance(off, dict) else None
-    )
+    for variant, name in (
+        ("window-off", "window_on_over_off"),
+        ("recommendations-off", "recommendations_on_over_off"),
+    ):
+        off = by_shards.get(f"{first}-{variant}")
+        details[name] = ratio(rates.get(first), off.get("rate") if isinstance(off, dict) else None)
     return ScenarioResult(
         NAME,
         "failed" if failures else "ok",
