@@ -533,6 +533,7 @@ def test_pages_hold_across_equal_scores_and_moving_rows(api: Api) -> None:
     ordered = sorted(index, key=lambda k: (index[k], k))
     assert keys(everything) == ordered
     assert reader.rows(limit=7) == everything
+    assert reader.rows(limit=3) == everything  # a cursor among the rows with nothing to plan
     in_paris = [r for r in everything if r["warehouse"] == "FR-PAR"]
     assert reader.rows(limit=3, warehouse="FR-PAR") == in_paris
     assert reader.rows(limit=4, sku="S-04") == [r for r in everything if r["sku"] == "S-04"]
