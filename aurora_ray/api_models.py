@@ -24,6 +24,9 @@ __all__ = [
     "OperatorStatusOut",
     "PredictionOut",
     "RateLimitedOut",
+    "RecommendationOut",
+    "ReplenishmentOut",
+    "ReplenishmentUpdate",
     "ShardStatusOut",
     "StatusOut",
     "TenantStatusOut",
@@ -42,6 +45,55 @@ class AlertOut(BaseModel):
     as_of: str = Field(description="event time at which the alert was raised")
     created_at: str
     model_version: str
+    # The order the alert calls for, as of the same event (GET /v1/stock/recommendations).
+    # Absent on alerts written before recommendations; null when they are off.
+    order_by: str | None = Field(
+        None, description="the latest time to order at the target service level (UTC)"
+    )
+    recommended_qty: int | None = Field(
+        None, description="units to order then (MOQ and case pack applied; 0: none needed)"
+    )
+    predicted_oos_at_p10: str | None = Field(
+        None, description="the stock-out time's 10th percentile: 80 % of outcomes lie between"
+    )
+    predicted_oos_at_p90: str | None = Field(None, description="its 90th percentile")
+
+
+class RecommendationOut(BaseModel):
+    """A SKU's replenishment recommendation in a warehouse, live (see the README)."""
+
+    sku: str
+    warehouse: str
+    as_of: str = Field(description="event time the recommendation reflects")
+    on_hand: int
+    on_order: int = Field(description="units on order that count (stock.ordered, not received)")
+    risk: float = Field(
+        ge=0, le=1, description="P(a stock-out before an order placed now could arrive)"
+    )
+    order_by: str | None = Field(
+        description="latest time to order so that the service level holds; as_of when it is "
+        "due now; null without demand (nothing to plan)"
+    )
+    recommended_qty: int = Field(
+        description="units to order at order_by: up to order_up_to, rounded up to the case "
+        "pack, at least the MOQ; 0 without demand"
+    )
+    reorder_point: float = Field(description="service-level quantile of demand over the lead time")
+    order_up_to: float = Field(
+        description="service-level quantile of demand over the lead time plus review period"
+    )
+    service_level: float = Field(description="the target: the SKU's override or the tenant's")
+    lead_time_hours: float
+    lead_time_source: Literal["given", "learned", "default"] = Field(
+        description="given: lead_time_hours on sku.upserted; learned: the SKU's own purchase "
+        "orders (stock.ordered to stock.received); default: the tenant's default"
+    )
+    moq: int | None = Field(description="minimum order quantity (null: none)")
+    case_pack: int | None = Field(description="units per case (null: single units)")
+    predicted_oos_at_p10: str | None = Field(
+        description="the stock-out time's 10th percentile, on hand and what lands before it"
+    )
+    predicted_oos_at_p90: str | None = Field(description="its 90th percentile")
 
 
 class PredictionOut(BaseModel):
@@ -159,6 +211,51 @@ class ThresholdUpdate(BaseModel):
 class ThresholdsOut(BaseModel):
     default: float
     skus: dict[str, float]
+
+
+#: A target service level: at least 0.5 (below, the "safety" stock would be negative) and
+#: below 1 (a certain supply needs infinite stock).
+ServiceLevel = Annotated[float, Strict(), Field(ge=0.5, lt=1)]
+#: At most a leap year, as a SKU's own ``lead_time_hours`` on sku.upserted.
+Hours = Annotated[float, Strict(), Field(le=8784)]
+
+
+class ReplenishmentUpdate(BaseModel):
+    """What to change of the tenant's replenishment settings; a field left out (or null) is
+    kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service_level: ServiceLevel | None = Field(
+        None, description="the tenant's target service level, 0.5 <= level < 1"
+    )
+    default_lead_time_hours: Annotated[Hours, Field(gt=0)] | None = Field(
+        None, description="lead time of a SKU with neither a given nor a learned one"
+    )
+    review_period_hours: Annotated[Hours, Field(ge=0)] | None = Field(
+        None, description="how long an order must last after it lands (0: continuous review)"
+    )
+    skus: dict[str, ServiceLevel | None] = Field(
+        default_factory=dict,
+        description="per-SKU service levels keyed by `sku` or `sku@warehouse`; null removes one",
+    )
+
+    @field_validator("skus")
+    @classmethod
+    def _keys(cls, skus: dict[str, float | None]) -> dict[str, float | None]:
+        for key in skus:
+            if not key or len(key) > 128 + 1 + 64:
+                raise ValueError(f"{key[:200]!r} is not a `sku` or `sku@warehouse`")
+        return skus
+
+
+class ReplenishmentOut(BaseModel):
+    """The settings in force: the tenant's, or the deployment's defaults."""
+
+    service_level: float
+    default_lead_time_hours: float
+    review_period_hours: float
+    skus: dict[str, float] = Field(description="per-SKU service levels")
 
 
 class TokenOut(BaseModel):

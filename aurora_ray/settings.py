@@ -67,9 +67,24 @@ class Settings(BaseSettings):
     # Count open purchase orders (stock.ordered) until this long after their expected time.
     inbound_grace_hours: float = Field(24.0, ge=0)
     model_version: str = "analytic-nb-1"
-    # Replenishment recommendations in the shards' fold (aurora_ray/domain/replenish.py); off
-    # only to measure what they cost (aurora bench).
-    recommendations: bool = True
+
+    # Replenishment recommendations (aurora_ray/domain/replenish.py; GET /v1/stock/recommendations
+    # and the order on each alert). Deployment-wide defaults: a tenant sets its own service level
+    # (with per-SKU overrides), default lead time and review period in tenant_settings
+    # (PUT /v1/settings/replenishment). service_level: the target probability of not running out
+    # before an order lands; default_lead_time_hours: the lead time of a SKU with neither a given
+    # (sku.upserted lead_time_hours) nor a learned one (its stock.ordered -> stock.received);
+    # review_period_hours: how long an order must last after it lands; replenish_half_life_hours:
+    # the demand memory of the recommendations (longer than the scorer's: an order covers weeks).
+    recommendations: bool = True  # off: the shards compute and write none (the bench compares)
+    service_level: float = Field(0.98, ge=0.5, lt=1)
+    default_lead_time_hours: float = Field(168.0, gt=0, le=8784)
+    review_period_hours: float = Field(168.0, ge=0, le=8784)
+    replenish_half_life_hours: float = Field(672.0, gt=0, le=8784)
+    # The due index (the order of GET /v1/stock/recommendations) is written at most this often
+    # (wall clock) by each shard, with every row whose order_by moved meanwhile: one write of a
+    # row per interval rather than per micro-batch (the rows themselves are written each batch).
+    due_index_refresh_s: float = Field(5.0, ge=0, le=300)
 
     # Stream processing.
     checkpoint_interval_s: float = Field(5.0, gt=0)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from typing import Any, Protocol
 import msgspec
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from numpy.typing import NDArray
 
 from aurora_ray.adapters.kafka import make_consumer
 from aurora_ray.adapters.redis_store import Checkpoint, RedisStore, dead_letter_entry
@@ -54,7 +56,7 @@ from aurora_ray.settings import Settings
 from aurora_ray.warehouse.predictions import PredictionBuffer
 from aurora_ray.warehouse.store import Warehouse
 
-__all__ = ["ShardMetrics", "ShardProcessor", "partitions_for"]
+__all__ = ["ShardMetrics", "ShardProcessor", "partitions_for", "scoring_params"]
 
 log = logging.getLogger(__name__)
 _LAG_REFRESH_S = 1.0
@@ -71,6 +73,26 @@ class _NoMetrics:
         self, *, events: int, alerts: int, latencies_ms: list[float], lag: int
     ) -> None:
         return None
+
+
+def scoring_params(settings: Settings) -> ScoringParams:
+    """The fold's parameters from the deployment's settings (before any tenant_settings): what a
+    shard starts from, and what an offline replay of its stream must use to agree with it."""
+    return ScoringParams(
+        horizon_s=settings.horizon_s,
+        half_life_s=settings.rate_half_life_s,
+        dedup_window_s=settings.dedup_window_s,
+        min_history_s=settings.min_history_hours * 3600.0,
+        censored_demand=settings.censored_demand,
+        timer_period_s=settings.timer_period_hours * 3600.0,
+        default_threshold=settings.default_threshold,
+        inbound_grace_s=settings.inbound_grace_hours * 3600.0,
+        recommendations=settings.recommendations,
+        service_level=settings.service_level,
+        default_lead_time_s=settings.default_lead_time_hours * 3600.0,
+        review_period_s=settings.review_period_hours * 3600.0,
+        replenish_half_life_s=settings.replenish_half_life_hours * 3600.0,
+    )
 
 
 def partitions_for(shard: int, shards: int, partitions: int) -> list[int]:
@@ -90,6 +112,9 @@ class _Computed:
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: list[AlertRecord] = field(default_factory=list)
     poisoned: list[tuple[ShardRecord, int, str]] = field(default_factory=list)
+    # Rows whose record carries a recommendation and its order_by (epoch s), for the due index.
+    order_by_rows: list[NDArray[np.int64]] = field(default_factory=list)
+    order_by_s: list[NDArray[np.float64]] = field(default_factory=list)
 
 
 @dataclass
@@ -128,17 +153,8 @@ class ShardProcessor:
         self.partitions = partitions
         self.topic = settings.topic_for(tenant_id)
         self.store = store
-        self.params = ScoringParams(
-            horizon_s=settings.horizon_s,
-            half_life_s=settings.rate_half_life_s,
-            dedup_window_s=settings.dedup_window_s,
-            min_history_s=settings.min_history_hours * 3600.0,
-            censored_demand=settings.censored_demand,
-            timer_period_s=settings.timer_period_hours * 3600.0,
-            default_threshold=settings.default_threshold,
-            inbound_grace_s=settings.inbound_grace_hours * 3600.0,
-            recommendations=settings.recommendations,
-        )
+        self.params = scoring_params(settings)
+        self._defaults = self.params  # the deployment's; tenant_settings override some
         self._consumer_factory = consumer_factory or (
             lambda: make_consumer(settings.kafka_bootstrap, f"aurora-{tenant_id}-{shard}")
         )
@@ -170,6 +186,10 @@ class ShardProcessor:
         self.scorer: Scorer = AnalyticScorer(settings.model_version)
         self._model_epoch = -1
         self.model_error: str | None = None
+        # The due index (the order of GET /v1/stock/recommendations): the rows whose order_by
+        # moved since it was last written, which is at most every due_index_refresh_s.
+        self._due_dirty = np.zeros(0, dtype=bool)
+        self._due_written_at = -math.inf
 
     # -- lifecycle -----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -190,6 +210,9 @@ class ShardProcessor:
             rows = self.state.rows_for(keys)
             last = self.state.cols["last_alert"]
             last[rows] = np.fmax(last[rows], np.array([marks[k] for k in keys]))
+        # Whatever the due index missed before the crash: every row is written again.
+        self._due_dirty = ~np.isnan(self.state.col("order_by"))
+        self._due_written_at = -math.inf
         self._refresh_thresholds(force=True)
         self._refresh_model(force=True)
         if self._unwritten_at_checkpoint:  # rows kept while the warehouse failed: not replayed
@@ -268,6 +291,8 @@ class ShardProcessor:
                 raise
             per_record = max(1.0, events / len(values))
             self._wanted = max(1, min(limit, round(limit / per_record), 2 * self._wanted))
+        else:
+            self._flush_due_index()
         self._maybe_checkpoint()
         return len(values)
 
@@ -351,6 +376,7 @@ class ShardProcessor:
             log.error("shard %s/%d dead-letters %s: %s", self.tenant_id, self.shard, record, reason)
             dead.append(dead_letter_entry(reason, msgspec.json.encode(record), partition=partition))
         self.predictions.append(self.state, computed.outputs, model_version=self.scorer.version)
+        due = self._due_index(computed, now)
         unknown = sum(1 for e in records if e.event_type not in TYPE_CODES)
         alerts = computed.alerts
         self.store.write_outputs(
@@ -366,7 +392,10 @@ class ShardProcessor:
                 "dead_letters": len(dead),
             },
             dead_letters=dead,
+            order_by_ms=due,
         )
+        if due is not None:
+            self._due_written(now)
         # Before the count moves: whoever sees the events in health sees their batch's time.
         self.progress.last_batch_at = self.clock()
         self.progress.events += count
@@ -385,14 +414,20 @@ class ShardProcessor:
     def _compute(self, records: list[ShardRecord], partitions: list[int], now: float) -> _Computed:
         """The pure part of a micro-batch: fold, predictions and alerts (nothing written)."""
         outputs = fold_with_timers(self.state, records, partitions, self.params, self.scorer.model)
-        predictions, alerts = build_outputs(
+        built = build_outputs(
             self.state,
             outputs,
             tenant_id=self.tenant_id,
             model_version=self.scorer.version,
             now_s=now,
         )
-        return _Computed(outputs, predictions, alerts)
+        return _Computed(
+            outputs,
+            built.predictions,
+            built.alerts,
+            order_by_rows=[built.order_by_rows],
+            order_by_s=[built.order_by_s],
+        )
 
     def _compute_isolated(
         self, records: list[ShardRecord], partitions: list[int], now: float
@@ -417,6 +452,8 @@ class ShardProcessor:
             {**first.predictions, **second.predictions},
             first.alerts + second.alerts,
             first.poisoned + second.poisoned,
+            first.order_by_rows + second.order_by_rows,
+            first.order_by_s + second.order_by_s,
         )
 
     def _single_failure(
@@ -438,6 +475,47 @@ class ShardProcessor:
                 log.error("shard %s/%d: %s", self.tenant_id, self.shard, self.model_error)
                 return computed
         return _Computed(poisoned=[(record, partition, f"the fold failed: {exc!r}")])
+
+    # -- the due index -------------------------------------------------------------------------
+    def _due_index(self, computed: _Computed, now: float) -> dict[str, float] | None:
+        """Note the batch's order_by in the state and return the due index's writes when they
+        are due (sku@warehouse -> epoch ms, inf: nothing to plan), else None."""
+        column = self.state.cols["order_by"]
+        for rows, order_by in zip(computed.order_by_rows, computed.order_by_s, strict=True):
+            if len(rows):
+                moved = rows[column[rows] != order_by]  # NaN (none yet) moves too
+                column[rows] = order_by
+                if len(moved):
+                    if len(self._due_dirty) < len(self.state):
+                        grown = np.zeros(len(self.state), dtype=bool)
+                        grown[: len(self._due_dirty)] = self._due_dirty
+                        self._due_dirty = grown
+                    self._due_dirty[moved] = True
+        if now - self._due_written_at < self.settings.due_index_refresh_s:
+            return None
+        dirty = np.flatnonzero(self._due_dirty)
+        if not len(dirty):
+            return None
+        keys = self.state.keys
+        scores: list[float] = np.round(column[dirty].astype(np.float64) * 1000.0).tolist()
+        return {keys[row]: score for row, score in zip(dirty.tolist(), scores, strict=True)}
+
+    def _due_written(self, now: float) -> None:
+        self._due_dirty[:] = False
+        self._due_written_at = now
+
+    def _flush_due_index(self) -> None:
+        """An idle shard writes what the due index still lacks once the interval is over."""
+        now = self.clock()
+        due = self._due_index(_Computed(), now)
+        if due is None:
+            return
+        try:
+            self.store.write_order_by(self.tenant_id, due)
+        except Exception:  # the next idle poll or batch tries again
+            log.warning("shard %s/%d cannot write the due index", self.tenant_id, self.shard)
+            return
+        self._due_written(now)
 
     def _maybe_checkpoint(self) -> None:
         due_time = (
@@ -513,6 +591,31 @@ class ShardProcessor:
             self.params = dataclasses.replace(self.params, week_profile=calendar)
         if force or overrides != self.state.overrides:
             self.state.set_thresholds(overrides)
+        self._refresh_replenishment(force=force)
+
+    def _refresh_replenishment(self, *, force: bool) -> None:
+        """The tenant's service level (and per-SKU ones), default lead time and review period;
+        the deployment's defaults where the tenant set none."""
+        tenant = self.store.replenishment(self.tenant_id)
+        defaults = self._defaults
+        self.params = dataclasses.replace(
+            self.params,
+            service_level=(
+                defaults.service_level if tenant.service_level is None else tenant.service_level
+            ),
+            default_lead_time_s=(
+                defaults.default_lead_time_s
+                if tenant.lead_time_hours is None
+                else tenant.lead_time_hours * 3600.0
+            ),
+            review_period_s=(
+                defaults.review_period_s
+                if tenant.review_period_hours is None
+                else tenant.review_period_hours * 3600.0
+            ),
+        )
+        if force or tenant.skus != self.state.service_overrides:
+            self.state.set_service_levels(tenant.skus)
 
     def _refresh_model(self, *, force: bool = False) -> None:
         """Swap the scorer when the tenant's active model changed (one cheap read per batch).

@@ -17,6 +17,7 @@ __all__ = [
     "order",
     "sku_upserted",
     "stock_adjusted",
+    "stock_ordered",
     "stock_received",
     "stock_snapshot",
     "topic_records",
@@ -58,12 +59,30 @@ def envelope(
 
 
 def sku_upserted(
-    tenant_id: str, sku: str, warehouse: str, stock: int, *, at: float
+    tenant_id: str,
+    sku: str,
+    warehouse: str,
+    stock: int | None,
+    *,
+    at: float,
+    **replenishment: Any,
 ) -> dict[str, Any]:
+    """``stock`` None: a catalogue-only upsert. ``replenishment``: ``lead_time_hours``, ``moq``,
+    ``case_pack``."""
+    payload: dict[str, Any] = {"sku": sku, "warehouse": warehouse, "category": "demo"}
+    if stock is not None:
+        payload["initial_stock"] = stock
+    return envelope(tenant_id, "sku.upserted", {**payload, **replenishment}, at=at)
+
+
+def stock_ordered(
+    tenant_id: str, sku: str, warehouse: str, qty: int, *, at: float, expected_at: float
+) -> dict[str, Any]:
+    """A purchase order: ``qty`` units expected to land at ``expected_at``."""
     return envelope(
         tenant_id,
-        "sku.upserted",
-        {"sku": sku, "warehouse": warehouse, "initial_stock": stock, "category": "demo"},
+        "stock.ordered",
+        {"sku": sku, "warehouse": warehouse, "qty": qty, "expected_at": iso(expected_at)},
         at=at,
     )
 

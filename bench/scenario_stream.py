@@ -16,9 +16,9 @@ is hashed, looked up and inserted (``event_ids_remembered`` equals the records f
 first shard count then runs again on a fresh copy of the topic with the window off
 (``idempotency_window_events=0``), right after, and its row gives the ratio on ÷ off.
 
-The recommendations' cost, the same way: the first shard count once more with the replenishment
-recommendations off (``recommendations=false``, the fold of before issue 16), and the ratio
-on ÷ off (target: on >= 0.9 x off).
+The recommendations' cost likewise: every run computes and writes them (the default); the first
+shard count runs once more with ``recommendations=False`` (the scoring of before issue 16), and
+its row gives the ratio on ÷ off (target: on >= 0.9 x off).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from bench.common import (
     stream_tenant,
     topic_records,
 )
-from bench.shards import RECOMMENDATIONS_OFF, WINDOW_OFF, run_shards
+from bench.shards import WINDOW_OFF, run_shards
 
 NAME = "stream"
 _TEMPLATE = "00000000-0000-0000-0000-00000000be0c"
@@ -111,14 +111,15 @@ def window_off_row(
 def recommendations_off_row(
     size: Size, shards: int, *, on: float | None, off: float | None, note: str
 ) -> Row:
-    """The same shard count with the replenishment recommendations off, and what they cost."""
+    """The same shard count without replenishment recommendations, and what they cost (judged
+    in the full run only, as the window's)."""
     share = ratio(on, off)
     judged = not size.quick
     cost = "–" if share is None else f"{share:.2f}"
     return Row(
         metric=(
-            f"stream events/s, {shards} shard(s), {size.stream_skus} SKUs, recommendations "
-            f"off (recommendations=false); on ÷ off = {cost}"
+            f"stream events/s, {shards} shard(s), {size.stream_skus} SKUs, recommendations off "
+            f"(recommendations=false); on ÷ off = {cost}"
         ),
         unit="events/s",
         aurora=off,
@@ -128,6 +129,13 @@ def recommendations_off_row(
         ok=None if share is None or not judged else share >= 0.9,
         note=note,
     )
+
+
+#: The runs besides the default one: their label and shard settings.
+VARIANTS: dict[str, dict[str, object]] = {
+    "window-off": dict(WINDOW_OFF),
+    "recommendations-off": {"recommendations": False},
+}
 
 
 def judge(
@@ -163,12 +171,11 @@ def run(target: Target, size: Size) -> ScenarioResult:
     raw_rate: float | None = None
     by_shards: dict[str, object] = {}
     failures: list[str] = []
-    # (shards, variant): each shard count as deployed; the first also with the event-id window
-    # off and with the recommendations off.
+    # (shards, variant): each shard count as deployed (""); the first also with the window off
+    # and with recommendations off.
     first = size.shard_counts[0]
-    runs = [(first, ""), (first, "window-off"), (first, "recommendations-off")]
+    runs = [(first, ""), *((first, variant) for variant in VARIANTS)]
     runs += [(shards, "") for shards in size.shard_counts[1:]]
-    overrides = {"": None, "window-off": WINDOW_OFF, "recommendations-off": RECOMMENDATIONS_OFF}
     rates: dict[int, float | None] = {}
     for shards, variant in runs:
         window = variant != "window-off"
@@ -182,14 +189,14 @@ def run(target: Target, size: Size) -> ScenarioResult:
             consumed, seconds = consume_raw(settings.kafka_bootstrap, topic, partitions, delivered)
             raw_rate = events_per_s(consumed, seconds) if consumed else None
             details["raw_consumer"] = {"events": consumed, "seconds": seconds, "rate": raw_rate}
-        label = f"{shards} shard(s)" + (f", {variant}" if variant else "")
+        label = f"{shards} shard(s)" + (f", {variant.replace('-', ' ')}" if variant else "")
         target.progress(f"stream: {label} on {delivered} records")
         events, span, info = run_shards(
             target,
             tenant_id,
             shards=shards,
             expected=delivered,
-            overrides=overrides[variant],
+            overrides=VARIANTS.get(variant),
         )
         counters = target.store.counters(tenant_id)
         alerts = counters.get("alerts_generated", 0)

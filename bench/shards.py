@@ -19,7 +19,6 @@ from aurora_ray.stream import partitions_for
 from bench.common import Target
 
 __all__ = [
-    "RECOMMENDATIONS_OFF",
     "WINDOW_OFF",
     "connect_ray",
     "fold_span",
@@ -31,8 +30,6 @@ __all__ = [
 
 #: Shard settings with the event-id window off (every record folded, no id remembered).
 WINDOW_OFF: Mapping[str, Any] = {"idempotency_window_events": 0}
-#: Shard settings with the replenishment recommendations off (the fold scores only).
-RECOMMENDATIONS_OFF: Mapping[str, Any] = {"recommendations": False}
 
 
 def connect_ray(target: Target) -> None:

@@ -14,6 +14,7 @@ from serve import (
     routes_backfill,
     routes_export,
     routes_ingest,
+    routes_replenish,
     routes_status,
     routes_stock,
 )
@@ -55,6 +56,7 @@ def create_api(
     # Every route a tenant's token reaches is rate limited (ADR-010).
     app.include_router(routes_backfill.router(), prefix="/v1", responses=RATE_LIMITED)
     app.include_router(routes_stock.router(), prefix="/v1", responses=RATE_LIMITED)
+    app.include_router(routes_replenish.router(), prefix="/v1", responses=RATE_LIMITED)
     app.include_router(routes_export.router(), prefix="/v1", responses=RATE_LIMITED)
     app.add_exception_handler(RateLimited, on_rate_limited)
     # Inside the fast path, which puts the headers on its own answers.

@@ -39,7 +39,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(description="from the Link rel=next header")]
 
 
-def _link_next(request: Request, response: Response, name: str, value: str) -> None:
+def link_next(request: Request, response: Response, name: str, value: str) -> None:
     params = {k: v for k, v in request.query_params.items() if k != name}
     params[name] = value
     response.headers["Link"] = f'<{request.url.replace(query=urlencode(params))}>; rel="next"'
@@ -96,7 +96,7 @@ def router() -> APIRouter:
             who.tenant_id, sku=sku, warehouse=warehouse, limit=limit, after=after
         )
         if next_after:
-            _link_next(request, response, "after", next_after)
+            link_next(request, response, "after", next_after)
         return rows
 
     @api.get(
@@ -139,5 +139,5 @@ def alerts_response(request: Request, page: AlertPage) -> Response:
     # second validation of each one (the hot read path; response_model documents it).
     out = Response(_json.encode(page.alerts), media_type="application/json")
     if page.next_cursor:
-        _link_next(request, out, "cursor", page.next_cursor)
+        link_next(request, out, "cursor", page.next_cursor)
     return out

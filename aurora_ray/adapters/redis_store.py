@@ -7,7 +7,10 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:client:{client_id}``      hash: tenant_id, secret_hash, scopes
 ``aurora:t:{t}:settings``          hash, the ``tenant_settings`` table: ``default`` and
                                    ``sku:<sku>`` or ``sku:<sku>@<warehouse>`` thresholds,
-                                   ``calendar`` (JSON, 168 hour-of-week demand shares)
+                                   ``calendar`` (JSON, 168 hour-of-week demand shares),
+                                   ``service_level``, ``lead_time_hours``,
+                                   ``review_period_hours`` and ``service:<sku>`` or
+                                   ``service:<sku>@<warehouse>`` service levels
 ``aurora:t:{t}:settings_version`` counter bumped by every settings change
 ``aurora:t:{t}:alerts``            zset, member = alert JSON, score = created_at (ms)
 ``aurora:t:{t}:alerts:sku:{sku}``  zset, the same members for one SKU
@@ -17,6 +20,8 @@ Key layout (``{t}`` is a tenant id):
 ``aurora:t:{t}:pred:{sku}``        hash warehouse -> latest prediction JSON
 ``aurora:t:{t}:skus``              zset (all scores 0, so ordered by name) of SKUs with
                                    predictions
+``aurora:t:{t}:order_by``          zset, member = ``sku@warehouse``, score = its recommendation's
+                                   order_by (epoch ms; ``inf``: nothing to plan): the due index
 ``aurora:t:{t}:ckpt:{shard}``      hash: state (bytes), offsets (JSON), at, events
 ``aurora:t:{t}:seen:{partition}``  string: the partition's applied event ids (16-byte entries,
                                    ``aurora_ray.domain.idempotency``), written with checkpoints
@@ -36,9 +41,10 @@ the order of alert ids, which the pagination cursor relies on.
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import msgspec
@@ -52,10 +58,18 @@ from aurora_ray.adapters.resp import RespClient
 from aurora_ray.adapters.resp import supports as resp_supports
 from aurora_ray.domain.alerts import AlertRecord
 
-__all__ = ["AlertPage", "Checkpoint", "RedisStore", "dead_letter_entry", "tenant_key"]
+__all__ = [
+    "AlertPage",
+    "Checkpoint",
+    "RedisStore",
+    "Replenishment",
+    "dead_letter_entry",
+    "tenant_key",
+]
 
 _ALERT_FETCH_CHUNK = 500
 _ALERT_SCAN_LIMIT = 20_000  # bound on members scanned for one filtered page
+_DUE_FETCH_CHUNK = 2_000  # due-index members a ZRANGE (and their records a pipeline)
 
 # A micro-batch's predictions in one command instead of one HSET each (the client-side cost of
 # a command dominated the shard loop): KEYS = the skus zset, then one pred hash per row;
@@ -115,6 +129,20 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class Replenishment:
+    """A tenant's replenishment settings (None: the deployment's default)."""
+
+    service_level: float | None = None
+    lead_time_hours: float | None = None
+    review_period_hours: float | None = None
+    skus: dict[str, float] = field(default_factory=dict)  # per-SKU service levels
+
+
+#: tenant_settings fields of :class:`Replenishment` (the per-SKU levels: ``service:<key>``).
+REPLENISHMENT_FIELDS = ("service_level", "lead_time_hours", "review_period_hours")
+
+
+@dataclass(frozen=True)
 class AlertPage:
     alerts: list[dict[str, Any]]
     next_cursor: str | None
@@ -131,6 +159,13 @@ def _push_dead_letters(pipe: Any, tenant_id: str, records: list[bytes], keep: in
     key = tenant_key(tenant_id, "deadletter")
     pipe.lpush(key, *records)
     pipe.ltrim(key, 0, keep - 1)
+
+
+def _zadd_chunks(pipe: Any, key: str, scores: Mapping[str, float], chunk: int = 5000) -> None:
+    """``ZADD`` of many members, a few thousand a command."""
+    items = list(scores.items())
+    for start in range(0, len(items), chunk):
+        pipe.zadd(key, dict(items[start : start + chunk]))
 
 
 def alert_member(alert: Mapping[str, Any]) -> str:
@@ -220,6 +255,76 @@ class _AlertScan:
         for alert in out:
             alert.pop("_score", None)
         return AlertPage(out, next_cursor)
+
+
+class _DueScan:
+    """One page of the due index (``aurora:t:{t}:order_by``), read by rank in chunks; the
+    records themselves are fetched for the members the index keeps (see ``due_rows``)."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        warehouse: str | None,
+        max_ms: float,
+        limit: int,
+        after: tuple[float, str] | None,
+    ) -> None:
+        self.warehouse, self.max_ms, self.limit, self.after = warehouse, max_ms, limit, after
+        self.rank = 0
+        # Past the cursor's member by its rank when it is where the cursor saw it; else from the
+        # first member at the cursor's score, skipping those up to the cursor's (equal scores
+        # sort by member).
+        self.skip: tuple[float, str] | None = None
+        self.scan_limit = max(_ALERT_SCAN_LIMIT, 2 * limit)
+        # Unfiltered, a page needs its rows and one more (is there a next page?).
+        self.chunk = _DUE_FETCH_CHUNK if warehouse else min(_DUE_FETCH_CHUNK, limit + 1)
+        self.out: list[tuple[float, str, dict[str, Any]]] = []
+        self.scanned = 0
+        self.last_seen: tuple[float, str] | None = None
+        self.exhausted = False
+
+    def start(self, score: float | None, rank: int | None, below: int) -> None:
+        assert self.after is not None  # noqa: S101 - only with a cursor
+        if score is not None and rank is not None and float(score) == self.after[0]:
+            self.rank = int(rank) + 1
+        else:
+            self.rank, self.skip = int(below), self.after
+
+    def wants_more(self) -> bool:
+        return not self.exhausted and len(self.out) <= self.limit and self.scanned < self.scan_limit
+
+    def feed(self, members: list[tuple[bytes, float]]) -> list[tuple[float, str]]:
+        """A chunk of the index; returns the members whose records are to be read."""
+        if not members:
+            self.exhausted = True
+            return []
+        self.rank += len(members)
+        self.scanned += len(members)
+        candidates: list[tuple[float, str]] = []
+        for raw, score in members:
+            if score > self.max_ms:
+                self.exhausted = True
+                break
+            member = raw.decode()
+            self.last_seen = (score, member)
+            if self.skip is not None and (score, member) <= self.skip:
+                continue
+            if self.warehouse and member.rsplit("@", 1)[1] != self.warehouse:
+                continue
+            candidates.append((score, member))
+        self.chunk = _DUE_FETCH_CHUNK  # a page that needs more than its first chunk is filtered
+        return candidates
+
+    def take(self, score: float, member: str, record: dict[str, Any]) -> None:
+        self.out.append((score, member, record))
+
+    def page(self) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+        out, limit = self.out, self.limit
+        if len(out) > limit:
+            last = out[limit - 1]
+            return [row[2] for row in out[:limit]], (last[0], last[1])
+        more = not self.exhausted and self.scanned >= self.scan_limit
+        return [row[2] for row in out], self.last_seen if more else None
 
 
 class RedisStore:
@@ -319,8 +424,8 @@ class RedisStore:
         raw = cast(dict[bytes, bytes], self.client.hgetall(tenant_key(tenant_id, "settings")))
         default: float | None = None
         per_sku: dict[str, float] = {}
-        for field, value in raw.items():
-            name = field.decode()
+        for raw_name, value in raw.items():
+            name = raw_name.decode()
             if name == "default":
                 default = float(value)
             elif name.startswith("sku:"):
@@ -344,6 +449,44 @@ class RedisStore:
                 pipe.hdel(key, f"sku:{sku}")
             else:
                 pipe.hset(key, f"sku:{sku}", repr(value))
+        pipe.incr(tenant_key(tenant_id, "settings_version"))
+        pipe.execute()
+
+    def replenishment(self, tenant_id: str) -> Replenishment:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(tenant_key(tenant_id, "settings")))
+        values: dict[str, float] = {}
+        per_sku: dict[str, float] = {}
+        for raw_name, value in raw.items():
+            name = raw_name.decode()
+            if name in REPLENISHMENT_FIELDS:
+                values[name] = float(value)
+            elif name.startswith("service:"):
+                per_sku[name[8:]] = float(value)
+        return Replenishment(**values, skus=per_sku)
+
+    def put_replenishment(
+        self,
+        tenant_id: str,
+        *,
+        values: Mapping[str, float | None],
+        per_sku: Mapping[str, float | None],
+    ) -> None:
+        """Set the tenant's :data:`REPLENISHMENT_FIELDS` given in ``values`` (None: left as it
+        is) and per-SKU service levels (None removes one), in one transaction with the settings
+        version, so shards reload them from their next micro-batch."""
+        unknown = set(values) - set(REPLENISHMENT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown replenishment fields: {sorted(unknown)}")
+        key = tenant_key(tenant_id, "settings")
+        pipe = self.client.pipeline(transaction=True)
+        for name, value in values.items():
+            if value is not None:
+                pipe.hset(key, name, repr(float(value)))
+        for sku, level in per_sku.items():
+            if level is None:
+                pipe.hdel(key, f"service:{sku}")
+            else:
+                pipe.hset(key, f"service:{sku}", repr(float(level)))
         pipe.incr(tenant_key(tenant_id, "settings_version"))
         pipe.execute()
 
@@ -378,10 +521,13 @@ class RedisStore:
         alerts: list[AlertRecord],
         counters: Mapping[str, int] | None = None,
         dead_letters: list[bytes] | None = None,
+        order_by_ms: Mapping[str, float] | None = None,
     ) -> None:
         """Write a micro-batch's predictions, alerts (with their dedup marks), counters and
         dead letters (:func:`dead_letter_entry`) atomically: a batch replayed after a failed
-        write dead-letters its records once."""
+        write dead-letters its records once. ``order_by_ms`` (``sku@warehouse`` -> epoch ms,
+        inf: nothing to plan) moves rows in the due index, the order of
+        ``GET /v1/stock/recommendations``."""
         pipe = self.client.pipeline(transaction=True)
         if predictions:
             prefix = tenant_key(tenant_id, "pred", "")
@@ -416,11 +562,19 @@ class RedisStore:
             if self._write_alerts is None:
                 self._write_alerts = self.client.register_script(_WRITE_ALERTS)
             self._write_alerts(keys=alert_keys, args=alert_args, client=pipe)
+        if order_by_ms:
+            _zadd_chunks(pipe, tenant_key(tenant_id, "order_by"), order_by_ms)
         for name, value in (counters or {}).items():
             if value:
                 pipe.hincrby(tenant_key(tenant_id, "counters"), name, value)
         if dead_letters:
             _push_dead_letters(pipe, tenant_id, dead_letters)
+        pipe.execute()
+
+    def write_order_by(self, tenant_id: str, order_by_ms: Mapping[str, float]) -> None:
+        """Move rows in the due index (as ``write_outputs`` does, outside a micro-batch)."""
+        pipe = self.client.pipeline(transaction=False)
+        _zadd_chunks(pipe, tenant_key(tenant_id, "order_by"), order_by_ms)
         pipe.execute()
 
     def dedup_marks(self, tenant_id: str, shard: int) -> dict[str, float]:
@@ -537,6 +691,82 @@ class RedisStore:
             out.extend(_decode_json(v) for v in values if v)
         out.sort(key=lambda p: (p["sku"], p["warehouse"]))
         return out, next_after
+
+    def due_rows(
+        self,
+        tenant_id: str,
+        *,
+        sku: str | None,
+        warehouse: str | None,
+        max_ms: float,
+        limit: int,
+        after: tuple[float, str] | None,
+        accept: Callable[[dict[str, Any]], bool],
+    ) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+        """Prediction records in the due index's order (order_by, then ``sku@warehouse``) up to
+        ``max_ms``, after ``after`` (the ``(score, member)`` of the last row already seen), that
+        ``accept`` takes; ``limit`` a page. Returns the page and where the next one starts
+        (None: no more). A filtered scan reads at most ~20 000 members a page and then hands
+        out where it stopped, like the alerts' pages."""
+        if sku:
+            return self._due_rows_of_sku(tenant_id, sku, warehouse, max_ms, limit, after, accept)
+        scan = _DueScan(tenant_id, warehouse, max_ms, limit, after)
+        key = tenant_key(tenant_id, "order_by")
+        if after is not None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zscore(key, after[1])
+            pipe.zrank(key, after[1])
+            pipe.zcount(key, "-inf", f"({after[0]!r}")
+            score, rank, below = pipe.execute()
+            scan.start(score, rank, below)
+        while scan.wants_more():
+            members = self.client.zrange(
+                key, scan.rank, scan.rank + scan.chunk - 1, withscores=True
+            )
+            candidates = scan.feed(cast(list[tuple[bytes, float]], members))
+            if candidates:
+                pipe = self.client.pipeline(transaction=False)
+                for _, member in candidates:
+                    item_sku, item_warehouse = member.rsplit("@", 1)
+                    pipe.hget(tenant_key(tenant_id, "pred", item_sku), item_warehouse)
+                for (score, member), raw in zip(candidates, pipe.execute(), strict=True):
+                    record = _decode_json(raw) if raw else None
+                    if record is not None and accept(record):
+                        scan.take(score, member, record)
+        return scan.page()
+
+    def _due_rows_of_sku(
+        self,
+        tenant_id: str,
+        sku: str,
+        warehouse: str | None,
+        max_ms: float,
+        limit: int,
+        after: tuple[float, str] | None,
+        accept: Callable[[dict[str, Any]], bool],
+    ) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+        """:meth:`due_rows` of one SKU: its warehouses' records, ordered here."""
+        pred = tenant_key(tenant_id, "pred", sku)
+        if warehouse:
+            raw = cast(bytes | None, self.client.hget(pred, warehouse))
+            values = [raw] if raw else []
+        else:
+            values = cast(list[bytes], self.client.hvals(pred))
+        rows: list[tuple[float, str, dict[str, Any]]] = []
+        for value in values:
+            record = _decode_json(value)
+            rec = record.get("rec")
+            if rec is None or not accept(record):
+                continue
+            order_by = rec[2]
+            score = math.inf if order_by is None else float(order_by)
+            member = f"{sku}@{record['warehouse']}"
+            if score <= max_ms and (after is None or (score, member) > after):
+                rows.append((score, member, record))
+        rows.sort(key=lambda row: (row[0], row[1]))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [row[2] for row in rows], (rows[-1][0], rows[-1][1]) if more else None
 
     # -- checkpoints and health ----------------------------------------------------------------
     def save_checkpoint(

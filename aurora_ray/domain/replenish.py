@@ -79,6 +79,10 @@ class Recommendations:
     lead_source: NDArray[np.int8]
     oos_p10_s: F64
     oos_p90_s: F64
+    # What the recommendation counted on (for the read model): units on order that still count
+    # (an order overdue past the grace does not), and the target service level.
+    on_order: F64
+    service_level: F64
 
 
 def demand_quantile(mean: F64, var: F64, level: F64 | float) -> F64:
@@ -209,4 +213,6 @@ def recommend(
         lead_source=lead_source,
         oos_p10_s=np.where(on_hand > 0, as_of_s + early, as_of_s),
         oos_p90_s=np.where(on_hand > 0, as_of_s + late, as_of_s),
+        on_order=inbound,
+        service_level=np.broadcast_to(np.asarray(service_level, dtype=np.float64), m.shape),
     )

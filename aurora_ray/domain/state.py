@@ -129,6 +129,9 @@ _COLUMNS: Final[dict[str, tuple[type, float]]] = {
     "lead_m2": (np.float64, 0.0),  # and sum of squared deviations (Welford)
     "inbound_placed": (np.float64, np.nan),  # when the earliest open order was placed
     "inbound_placed_last": (np.float64, np.nan),  # when the latest open order was placed
+    # The order_by (epoch s; inf: nothing to plan) of the row's recommendation in the read model,
+    # NaN: none. Kept by the shard, not the fold: its due index is rebuilt from it on restore.
+    "order_by": (np.float64, np.nan),
 }
 
 

@@ -306,7 +306,7 @@ def test_every_protected_operation_documents_401_and_403(fuzzed: Fuzzed) -> None
             if operation.get("security"):
                 protected += 1
                 assert {"401", "403"} <= codes, (method, path)
-    assert protected == 11  # and the status views of a tenant and of an operator
+    assert protected == 14  # and the status views of a tenant and of an operator
     assert {"200", "400", "401"} <= set(spec["paths"]["/v1/oauth/token"]["post"]["responses"])
 
 

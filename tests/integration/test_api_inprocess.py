@@ -221,7 +221,14 @@ PROTECTED = [
     ("GET", "/v1/stock/predictions", "alerts:read"),
     ("GET", "/v1/settings/thresholds", "alerts:read"),
     ("PUT", "/v1/settings/thresholds", "settings:write"),
+    ("GET", "/v1/stock/recommendations", "alerts:read"),
+    ("GET", "/v1/settings/replenishment", "alerts:read"),
+    ("PUT", "/v1/settings/replenishment", "settings:write"),
 ]
+PUT_BODIES = {
+    "/v1/settings/thresholds": {"default": 0.5},
+    "/v1/settings/replenishment": {"service_level": 0.95},
+}
 
 
 def call(api: Api, method: str, path: str, tenant_id: str, headers: dict[str, str]) -> Any:
@@ -229,7 +236,7 @@ def call(api: Api, method: str, path: str, tenant_id: str, headers: dict[str, st
         body = ndjson(sales(tenant_id, 1))
         return api.http.post(path, content=body, headers={**headers, **NDJSON})
     if method == "PUT":
-        return api.http.put(path, json={"default": 0.5}, headers=headers)
+        return api.http.put(path, json=PUT_BODIES[path], headers=headers)
     return api.http.get(path, headers=headers)
 
 
@@ -1384,6 +1391,8 @@ def test_docs_and_openapi(api: Api) -> None:
         "/v1/exports/alerts.csv",
         "/v1/exports/predictions.csv",
         "/v1/settings/thresholds",
+        "/v1/stock/recommendations",
+        "/v1/settings/replenishment",
     }
     assert "/status" not in paths  # the root health check is not part of the versioned API
     assert "application/x-ndjson" in paths["/v1/ingest/events"]["post"]["requestBody"]["content"]

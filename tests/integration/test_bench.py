@@ -107,14 +107,14 @@ def test_stream_scenario_measures_a_topic_folded_in_one_micro_batch(stack) -> No
     )
     result = scenario_stream.run(target, size)
 
-    # 1 shard, 1 shard with the event-id window off, 2 shards.
-    assert [row.aurora is not None and row.aurora > 0 for row in result.rows] == [True] * 3, [
+    # 1 shard, 1 shard with the event-id window off, 1 without recommendations, 2 shards.
+    assert [row.aurora is not None and row.aurora > 0 for row in result.rows] == [True] * 4, [
         (row.aurora, row.note) for row in result.rows
     ]
     assert result.status == "ok", (result.reason, result.details)
     expected_alerts = result.details["out_of_stock_skus"]
     assert expected_alerts == 5
-    for run_name, shards in (("1", 1), ("1-window-off", 1), ("2", 2)):
+    for run_name, shards in (("1", 1), ("1-window-off", 1), ("1-recommendations-off", 1), ("2", 2)):
         run = result.details["by_shards"][run_name]
         assert run["events"] == run["expected"] == 5_000, run
         assert run["counters"]["events_processed"] == 5_000
@@ -125,7 +125,7 @@ def test_stream_scenario_measures_a_topic_folded_in_one_micro_batch(stack) -> No
         assert len(run["per_shard"]) == shards
         assert all(s["events"] > 0 for s in run["per_shard"]), run["per_shard"]
         # Every id of the topic went into the window, or none with the window off.
-        assert run["event_ids_remembered"] == (0 if "off" in run_name else 5_000)
+        assert run["event_ids_remembered"] == (0 if "window-off" in run_name else 5_000)
     for row in result.rows:
         assert f"{expected_alerts} alerts ({expected_alerts} SKUs out of stock)" in row.note
     off = result.rows[1]
@@ -134,6 +134,12 @@ def test_stream_scenario_measures_a_topic_folded_in_one_micro_batch(stack) -> No
     on_over_off = result.details["window_on_over_off"]
     assert on_over_off == pytest.approx(result.rows[0].aurora / off.aurora)
     assert f"window on ÷ off = {on_over_off:.2f}" in off.metric
+    plain = result.rows[2]  # the scoring of before recommendations, beside the default
+    assert plain.metric.startswith("stream events/s, 1 shard(s), 500 SKUs, recommendations off")
+    assert plain.anchor == result.rows[0].aurora
+    share = result.details["recommendations_on_over_off"]
+    assert share == pytest.approx(result.rows[0].aurora / plain.aurora)
+    assert f"on ÷ off = {share:.2f}" in plain.metric and plain.ok is None  # judged in full runs
 
 
 def test_raw_producer_times_everything_but_its_first_record(stack) -> None:

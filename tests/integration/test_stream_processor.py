@@ -160,7 +160,7 @@ def reference(
     state = SkuState()
     state.set_thresholds(overrides or {})
     output = apply_batch(state, EventBatch.from_events(events), params_of(settings))
-    predictions, alerts = build_outputs(
+    predictions, alerts, _, _ = build_outputs(
         state, [output], tenant_id=tenant_id, model_version=settings.model_version, now_s=0.0
     )
     return state, predictions, alerts

@@ -80,7 +80,7 @@ def test_build_outputs_keeps_the_latest_picture_of_each_sku_and_every_alert() ->
         _scored(state, ["C@W", "A@W"], at=1.7e9 + 60, p=0.9),
         _scored(state, ["B@W", "A@W", "C@W"], at=1.7e9 + 120, p=0.95),
     ]
-    predictions, alerts = build_outputs(
+    predictions, alerts, _, _ = build_outputs(
         state, outputs, tenant_id="t", model_version="m", now_s=1.8e9
     )
     expected: dict[str, dict[str, object]] = {}
