@@ -536,7 +536,7 @@ def evaluate(
     ] = True,
     frontier: Annotated[
         bool, typer.Option(help="sweep the service level of the classical policy and Aurora")
-    ] = False,
+    ] = True,
     service_level: Annotated[
         float | None,
         typer.Option(

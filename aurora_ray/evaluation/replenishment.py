@@ -54,9 +54,9 @@ DEFAULT_SERVICE_LEVELS = (0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998)
 @dataclass(frozen=True)
 class ReplenishmentConfig:
     # The target service level of both policies (None: ScoringParams.service_level, Aurora's
-    # live default); ``frontier`` sweeps ``service_levels`` for both.
+    # live default); ``frontier`` sweeps ``service_levels`` (and that level) for both.
     service_level: float | None = None
-    frontier: bool = False
+    frontier: bool = True
     service_levels: tuple[float, ...] = DEFAULT_SERVICE_LEVELS
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
     # The acceptance: episodes cut by this share against the shop's policy, with mean
@@ -223,9 +223,10 @@ def replenishment(
     }
     if config.frontier:
         frontier: dict[str, list[dict[str, Any]]] = {}
+        levels = sorted({*config.service_levels, level})
         for name in ("classical-nightly", "aurora"):
             points = []
-            for alpha in config.service_levels:
+            for alpha in levels:
                 point = methods[name] if alpha == level else run(name, alpha)
                 points.append(_with_reduction(dict(point), shop))
             frontier[name] = points

@@ -94,7 +94,7 @@ class EvaluationConfig:
     # test_from; ``frontier`` also sweeps ``service_levels`` for the classical policy and
     # Aurora. ``service_level`` None: Aurora's live default (ScoringParams.service_level).
     replenishment: bool = True
-    frontier: bool = False
+    frontier: bool = True
     service_level: float | None = None
     service_levels: tuple[float, ...] = DEFAULT_SERVICE_LEVELS
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
