@@ -12,9 +12,10 @@ sends them as ``stock.ordered`` and they land after the SKU's lead time.
   own fold (``parse_ndjson``, ``fold_with_timers``); each hour it orders ``recommended_qty`` of
   every SKU whose ``order_by`` falls before the next hour.
 * :class:`ClassicalNightly`: what a planner would run instead. Once a day after the review
-  time, an intermittent-demand forecast per SKU (``statsforecast``: Croston SBA or TSB, batched
-  over every SKU) of the daily sales the stream showed, and safety stock at the same service
-  level: order up to ``f (L + 1 + R) + z σ √(L + 1 + R)`` when the position is at or below
+  time, an intermittent-demand forecast per SKU (``statsforecast``: TSB or Croston SBA, batched
+  over every SKU) of the daily sales the stream showed, and normal safety stock at the same
+  service level (σ: the RMSE of the model's one-step in-sample errors): order up to
+  ``f (L + 1 + R) + z σ √(L + 1 + R)`` when the position is at or below
   ``f (L + 1) + z σ √(L + 1)`` (days; the 1 is the day until the next review).
 * :class:`PerfectForesight`: the ceiling. It knows every future order line and the lead times,
   and orders just in time: at each decision, enough that every line until the next decision's
@@ -221,16 +222,18 @@ class AuroraPlanner:
 
 @dataclass(frozen=True)
 class ClassicalConfig:
-    """The nightly classical policy's parameters (chosen on the validation split)."""
+    """The nightly classical policy's parameters, chosen on the validation split like Aurora's
+    (docs/evaluation.md, "Replenishment"): TSB with a fast demand probability (0.9: whether
+    the SKU sold on the last days weighs most), a 91-day window, a 3-day review period."""
 
-    model: Literal["CrostonSBA", "TSB"] = "CrostonSBA"
+    model: Literal["CrostonSBA", "TSB"] = "TSB"
     window_days: int = 91  # the forecast's trailing window of daily sales
-    review_period_days: float = 7.0  # R: how long an order must last after it lands
+    review_period_days: float = 3.0  # R: how long an order must last after it lands
     # sigma: "residuals" = RMSE of the model's one-step in-sample errors; "daily" = the standard
     # deviation of daily sales over the window.
     sigma: Literal["residuals", "daily"] = "residuals"
-    tsb_alpha_d: float = 0.1
-    tsb_alpha_p: float = 0.1
+    tsb_alpha_d: float = 0.1  # TSB's smoothing of the demand size
+    tsb_alpha_p: float = 0.9  # and of the probability of a demand in a day
     review_hour: int = 5  # plans once a day at the first decision at or after this hour (UTC)
     default_lead_days: float = 7.0  # for a SKU whose lead time the stream never showed
 

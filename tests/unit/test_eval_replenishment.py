@@ -252,7 +252,8 @@ def test_perfect_foresight_orders_what_comes_until_the_next_order_lands() -> Non
 
 
 def test_the_classical_policy_plans_once_a_day_after_the_review_hour() -> None:
-    planner = ClassicalNightly(["A"], 0.95, ClassicalConfig(window_days=28))
+    config = ClassicalConfig(model="CrostonSBA", window_days=28, review_period_days=7.0)
+    planner = ClassicalNightly(["A"], 0.95, config)
     planner.observe(
         {
             "event_type": "sku.upserted",
@@ -279,14 +280,19 @@ def test_the_classical_policy_plans_once_a_day_after_the_review_hour() -> None:
 
 
 def test_the_classical_forecast_follows_an_intermittent_series() -> None:
-    planner = ClassicalNightly(["A", "B", "C"], 0.9, ClassicalConfig(model="TSB"))
+    slow = ClassicalNightly(["A", "B", "C"], 0.9, ClassicalConfig(tsb_alpha_p=0.1))
     sales = np.zeros((3, 56))
-    sales[0, ::4] = 8.0  # 2 units/day, every fourth day
+    sales[0, ::4] = 8.0  # 2 units/day, every fourth day (the last one 3 days ago)
     sales[1, :] = 3.0
-    level, sigma = planner.forecast(sales)
+    level, sigma = slow.forecast(sales)
     assert level[0] == pytest.approx(2.0, rel=0.35) and sigma[0] > 2.0
     assert level[1] == pytest.approx(3.0, rel=0.01) and sigma[1] == pytest.approx(0.0, abs=0.2)
     assert level[2] == 0.0 and sigma[2] == 0.0
+    # The default's fast demand probability: three quiet days and the level is near 0; right
+    # after a sale it is near the size of a sale.
+    fast = ClassicalNightly(["A"], 0.9)
+    assert fast.forecast(sales[:1])[0][0] < 0.1
+    assert fast.forecast(sales[:1, :-3])[0][0] == pytest.approx(8.0 * 0.9, rel=0.1)
 
 
 def test_aurora_follows_its_recommendations_and_never_orders_twice() -> None:
