@@ -73,7 +73,7 @@ _REPLENISHMENT_LABELS = {
 
 def _change(reduction: float | None) -> float | None:
     """A reduction of episodes as their change (0.35 -> -0.35)."""
-    return None if reduction is None else -reduction
+    return None if reduction is None else 0.0 - reduction
 
 
 def _pct(value: Any) -> str:
@@ -163,12 +163,14 @@ def _replenishment_lines(results: dict[str, Any]) -> list[str]:
         if versus["holds"] is None:
             verdict = "the two frontiers share no inventory level"
         else:
-            worst = max(versus["comparisons"], key=lambda r: r["ours"] - r["theirs"])
+            rows = versus["comparisons"]
+            worst = max(rows, key=lambda r: r["ours"] / r["theirs"] if r["theirs"] else 1.0)
+            lower = sum(r["ours"] < r["theirs"] for r in rows)
             verdict = (
                 f"{'holds' if versus['holds'] else 'does not hold'} over "
                 f"{versus['overlap'][0]:,.0f}–{versus['overlap'][1]:,.0f} units on hand "
-                f"({len(versus['comparisons'])} comparisons; closest: Aurora "
-                f"{worst['ours']:,.0f} against {worst['theirs']:,.0f} episodes at "
+                f"(Aurora lower at {lower} of {len(rows)} comparisons; least favourable to "
+                f"Aurora: {worst['ours']:,.0f} against {worst['theirs']:,.0f} episodes at "
                 f"{worst['mean_on_hand']:,.0f} units)"
             )
         lines.append(
