@@ -499,13 +499,13 @@ def bench(
     console.print(f"written: {json_path} and {md_path}")
 
 
-def _date(text: str) -> Any:
+def _date(text: str, option: str = "--test-from") -> Any:
     from datetime import UTC, datetime
 
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        err.print(f"[red]--test-from must be a date like 2011-09-01, not {text!r}[/]")
+        err.print(f"[red]{option} must be a date like 2011-09-01, not {text!r}[/]")
         raise typer.Exit(2) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -528,12 +528,27 @@ def evaluate(
     training_simulations: Annotated[
         int, typer.Option(min=1, help="simulations of the training period XGBoost learns from")
     ] = 8,
+    end: Annotated[
+        str | None, typer.Option(help="end of the test split (default: the day after the data)")
+    ] = None,
+    replenishment: Annotated[
+        bool, typer.Option(help="also let each replenishment method run the shop from test_from")
+    ] = True,
+    frontier: Annotated[
+        bool, typer.Option(help="sweep the service level of the classical policy and Aurora")
+    ] = True,
+    service_level: Annotated[
+        float | None,
+        typer.Option(
+            min=0.5, max=0.9999, help="replenishment target (default: Aurora's live default)"
+        ),
+    ] = None,
 ) -> None:
     """Compare stock-out predictors on real demand with a simulated inventory (offline)."""
     import time
 
     from aurora_ray.evaluation.methods import METHODS
-    from aurora_ray.evaluation.report import headline_table
+    from aurora_ray.evaluation.report import headline_table, replenishment_table
     from aurora_ray.evaluation.runner import EvaluationConfig
     from aurora_ray.evaluation.runner import evaluate as run_evaluation
 
@@ -553,6 +568,10 @@ def evaluate(
         through_pipeline=through_pipeline,
         purchase_orders=purchase_orders,
         training_simulations=training_simulations,
+        end=_date(end, "--end") if end else None,
+        replenishment=replenishment,
+        frontier=frontier,
+        service_level=service_level,
     )
     results = run_evaluation(
         data,
@@ -561,6 +580,8 @@ def evaluate(
         progress=lambda msg: console.print(f"[dim]{time.monotonic() - began:6.1f} s[/] {msg}"),
     )
     console.print(headline_table(results), markup=False, highlight=False)
+    if "replenishment" in results:
+        console.print(replenishment_table(results["replenishment"]), markup=False, highlight=False)
     check = results.get("through_pipeline")
     if check:
         console.print(

@@ -6,7 +6,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["equal_precision", "headline_table", "oracle_ceiling", "write_report"]
+__all__ = [
+    "equal_precision",
+    "headline_table",
+    "oracle_ceiling",
+    "replenishment_table",
+    "write_report",
+]
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -54,6 +60,190 @@ def _loop_table(results: dict[str, Any]) -> str:
         rows.append("")
         rows.append(f"Aurora against the nightly batch: {_fmt(100 * vs, 1)} % fewer stock-outs.")
     return "\n".join(rows)
+
+
+_REPLENISHMENT_LABELS = {
+    "shop": "shop's own (s, S) policy",
+    "expedite": "shop + expedite on Aurora's alerts",
+    "classical-nightly": "nightly classical policy",
+    "aurora": "Aurora's live recommendations",
+    "perfect-foresight": "perfect foresight (ceiling)",
+}
+
+
+def _change(reduction: float | None) -> float | None:
+    """A reduction of episodes as their change (0.35 -> -0.35)."""
+    return None if reduction is None else 0.0 - reduction
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{100 * value:+.1f} %"
+
+
+def replenishment_table(rep: dict[str, Any]) -> str:
+    """One row per method: what it achieved over the test period and what it cost."""
+    rows = [
+        "| method | service level | stock-out episodes | vs shop | OOS SKU-days | lost units "
+        "| mean units on hand | vs shop | units ordered | orders placed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, o in rep["methods"].items():
+        level = o.get("service_level")
+        rows.append(
+            f"| {name} | {'' if level is None else level} | {o['stockout_episodes']:,} "
+            f"| {_pct(_change(o.get('reduction_vs_shop')))} "
+            f"| {o['oos_sku_days']:,} | {o['lost_units']:,} | {o['mean_on_hand']:,.0f} "
+            f"| {_pct(o.get('on_hand_vs_shop'))} | {o['units_ordered']:,} "
+            f"| {o['orders_placed']:,} |"
+        )
+    return "\n".join(rows)
+
+
+def _frontier_table(rep: dict[str, Any]) -> list[str]:
+    frontier = rep.get("frontier")
+    if not frontier:
+        return []
+    lines = [
+        "| service level | classical: episodes | mean on hand | Aurora: episodes | mean on hand |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    classical = {p["service_level"]: p for p in frontier["classical-nightly"]}
+    aurora = {p["service_level"]: p for p in frontier["aurora"]}
+    for level in sorted(set(classical) | set(aurora)):
+        cells = [str(level)]
+        for point in (classical.get(level), aurora.get(level)):
+            cells += (
+                [f"{point['stockout_episodes']:,}", f"{point['mean_on_hand']:,.0f}"]
+                if point
+                else ["", ""]
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _replenishment_lines(results: dict[str, Any]) -> list[str]:
+    rep = results.get("replenishment")
+    if not rep:
+        return []
+    methods = rep["methods"]
+    acc = rep["acceptance"]
+    shop = methods["shop"]
+    met = "**met**" if acc["target_met"] else "**not met**"
+    lines = [
+        "## Replenishment: the closed loop judges the action",
+        "",
+        "The shop's own policy runs the warm-up; from the start of the test period each "
+        "method places the purchase orders instead (`shop` and `expedite` keep the shop's "
+        "policy). Decisions are hourly, on the stream only (at most an hour late); "
+        "`classical-nightly` plans once a day after the 05:00 review. Mean units on hand: "
+        "summed over the SKUs, time-weighted over the test period. "
+        f"Service level {rep['service_level']}; Aurora: review period "
+        f"{_fmt(rep['aurora_params']['review_period_days'], 1)} d, demand half-life "
+        f"{_fmt(rep['aurora_params']['replenish_half_life_days'], 1)} d; classical: "
+        f"{rep['classical']['model']} over {rep['classical']['window_days']} days, review "
+        f"period {_fmt(float(rep['classical']['review_period_days']), 1)} d.",
+        "",
+        replenishment_table(rep),
+        "",
+        f"- Target (−{100 * acc['target_reduction']:.0f} % episodes against the shop's policy "
+        f"with at most +{100 * acc['inventory_allowance']:.0f} % units on hand): {met}. "
+        f"Aurora: {_pct(_change(acc['reduction']))} "
+        f"episodes at {_pct(acc['on_hand_vs_shop'])} units on hand "
+        f"(shop: {shop['stockout_episodes']:,} episodes, {shop['mean_on_hand']:,.0f} units).",
+        f"- Ceiling (perfect foresight: every future order line known, orders just in time): "
+        f"{_pct(_change(acc['ceiling_reduction']))} "
+        f"episodes at {methods['perfect-foresight']['mean_on_hand']:,.0f} units on hand "
+        f"({_pct(methods['perfect-foresight']['on_hand_vs_shop'])}); what it cannot avoid "
+        "are the stock-outs in the first lead time after it takes over, from the shop's stock.",
+    ]
+    versus = acc.get("aurora_below_classical")
+    if versus:
+        if versus["holds"] is None:
+            verdict = "the two frontiers share no inventory level"
+        else:
+            rows = versus["comparisons"]
+            worst = max(rows, key=lambda r: r["ours"] / r["theirs"] if r["theirs"] else 1.0)
+            lower = sum(r["ours"] < r["theirs"] for r in rows)
+            verdict = (
+                f"{'holds' if versus['holds'] else 'does not hold'} over "
+                f"{versus['overlap'][0]:,.0f}–{versus['overlap'][1]:,.0f} units on hand "
+                f"(Aurora lower at {lower} of {len(rows)} comparisons; least favourable to "
+                f"Aurora: {worst['ours']:,.0f} against {worst['theirs']:,.0f} episodes at "
+                f"{worst['mean_on_hand']:,.0f} units)"
+            )
+        lines.append(
+            f"- Frontier: Aurora has fewer episodes than the nightly classical policy at every "
+            f"inventory level both reach: {verdict}."
+        )
+        best = acc.get("best_aurora_within_allowance")
+        if best:
+            lines.append(
+                f"- Along Aurora's frontier, within the inventory allowance: service level "
+                f"{best['service_level']} gives {best['stockout_episodes']:,} episodes "
+                f"({_pct(_change(best['reduction_vs_shop']))}) at {_pct(best['on_hand_vs_shop'])} "
+                "units on hand."
+            )
+        lines += ["", *_frontier_table(rep)]
+    return [*lines, ""]
+
+
+def _frontier_plot(rep: dict[str, Any], out_dir: Path) -> str | None:
+    import matplotlib.pyplot as plt
+
+    methods = rep["methods"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, points in (rep.get("frontier") or {}).items():
+        pts = sorted(points, key=lambda p: p["mean_on_hand"])
+        ax.plot(
+            [p["mean_on_hand"] for p in pts],
+            [p["stockout_episodes"] for p in pts],
+            "o-",
+            label=f"{_REPLENISHMENT_LABELS.get(name, name)} (service levels)",
+        )
+        for p in pts:
+            ax.annotate(
+                str(p["service_level"]),
+                (p["mean_on_hand"], p["stockout_episodes"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, 3),
+            )
+    markers = {"shop": "ks", "expedite": "k^", "perfect-foresight": "r*"}
+    for name, outcome in methods.items():
+        style = markers.get(name, "D")
+        ax.plot(
+            outcome["mean_on_hand"],
+            outcome["stockout_episodes"],
+            style,
+            ms=10 if name == "perfect-foresight" else 7,
+            label=_REPLENISHMENT_LABELS.get(name, name)
+            + ("" if name in markers else f" at {outcome.get('service_level')}"),
+        )
+    shop = methods["shop"]
+    acc = rep["acceptance"]
+    ax.axvline(
+        shop["mean_on_hand"] * (1 + acc["inventory_allowance"]),
+        color="grey",
+        ls=":",
+        label=f"shop's inventory +{100 * acc['inventory_allowance']:.0f} %",
+    )
+    ax.axhline(
+        shop["stockout_episodes"] * (1 - acc["target_reduction"]),
+        color="grey",
+        ls="--",
+        label=f"shop's episodes −{100 * acc['target_reduction']:.0f} %",
+    )
+    ax.set(
+        xlabel="mean units on hand (test period, all SKUs)",
+        ylabel="stock-out episodes (test period)",
+        title="Replenishment: stock-outs against inventory",
+    )
+    ax.legend(fontsize=7)
+    fig.savefig(out_dir / "frontier.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "frontier.png"
 
 
 def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
@@ -115,6 +305,11 @@ def _plots(results: dict[str, Any], out_dir: Path) -> list[str]:
         fig.savefig(out_dir / "stockouts.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         made.append("stockouts.png")
+    rep = results.get("replenishment")
+    if rep:
+        frontier = _frontier_plot(rep, out_dir)
+        if frontier:
+            made.append(frontier)
     return made
 
 
@@ -355,6 +550,7 @@ def write_report(results: dict[str, Any], out_dir: Path) -> Path:
         "",
         _loop_table(results),
         "",
+        *_replenishment_lines(results),
         "## Plots",
         "",
         *[f"![{p}]({p})" for p in plots],

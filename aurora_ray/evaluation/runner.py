@@ -11,7 +11,10 @@ test period only (from ``test_from``):
 * recall@24h: stock-out episodes with an alert 24-48 h before they start;
 * calibration: every SKU-hour in stock, the latest probability shown, against "a stock-out starts
   within the horizon" (the hours of the last horizon are left out: their outcome is unknown);
-* closed loop: the simulation again, expediting a replenishment whenever the method alerts.
+* closed loop: the simulation again, expediting a replenishment whenever the method alerts;
+* replenishment (:mod:`aurora_ray.evaluation.replenishment`): from ``test_from`` the shop orders
+  what a method recommends instead of following its own policy, judged on stock-outs against
+  mean units on hand; ``frontier`` sweeps the service level.
 """
 
 from __future__ import annotations
@@ -39,7 +42,20 @@ from aurora_ray.evaluation.methods import (
     Predictor,
     make_predictor,
 )
-from aurora_ray.evaluation.simulate import Benchmark, build_benchmark, episodes_of
+from aurora_ray.evaluation.planners import ClassicalConfig
+from aurora_ray.evaluation.replenishment import (
+    DEFAULT_SERVICE_LEVELS,
+    ReplenishmentConfig,
+    loop_outcome,
+    replenishment,
+)
+from aurora_ray.evaluation.simulate import (
+    Benchmark,
+    Prepared,
+    episodes_of,
+    prepare_benchmark,
+    run_benchmark,
+)
 from aurora_ray.settings import Settings, load_settings
 
 __all__ = ["EvaluationConfig", "evaluate"]
@@ -74,6 +90,14 @@ class EvaluationConfig:
     # XGBoost learns from this many simulations of the training period (policy seeds seed,
     # seed + 1, ...): 8 was chosen over 1 and 4 on the validation split.
     training_simulations: int = 8
+    # Replenishment (the closed loop that judges the action): every planner runs the shop from
+    # test_from; ``frontier`` also sweeps ``service_levels`` for the classical policy and
+    # Aurora. ``service_level`` None: Aurora's live default (ScoringParams.service_level).
+    replenishment: bool = True
+    frontier: bool = True
+    service_level: float | None = None
+    service_levels: tuple[float, ...] = DEFAULT_SERVICE_LEVELS
+    classical: ClassicalConfig = field(default_factory=ClassicalConfig)
 
 
 @dataclass
@@ -378,15 +402,7 @@ def _closed_loop_callback(
 
 
 def _loop_outcome(bench: Benchmark) -> dict[str, Any]:
-    stats = bench.test_stats
-    orders = bench.result.purchase_orders
-    return {
-        "stockout_episodes": stats.episodes,
-        "oos_sku_days": stats.oos_sku_days,
-        "oos_rate": stats.rate,
-        "lost_units": stats.lost_units,
-        "expedite_orders": int(orders["expedited"].sum()) if len(orders) else 0,
-    }
+    return loop_outcome(bench)
 
 
 def _reference(
@@ -420,6 +436,44 @@ def _reference(
     return out
 
 
+def _replenishment(
+    prepared: Prepared,
+    bench: Benchmark,
+    results: dict[str, Any],
+    config: EvaluationConfig,
+    tenant_id: str,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """The planners' closed loops beside the shop's policy and the expedite on Aurora's alerts
+    (the alert loop's own runs when it ran, else run here)."""
+    expedite = results.get("closed_loop", {}).get("aurora-analytic")
+    if expedite is None:
+        progress(f"closed loop: aurora-analytic expedites at p >= {config.closed_loop_threshold}")
+        expedite = _loop_outcome(
+            run_benchmark(
+                prepared,
+                tenant_id=tenant_id,
+                on_event=_closed_loop_callback("aurora-analytic", tenant_id, config),
+                keep_events=False,
+                purchase_orders=config.purchase_orders,
+            )
+        )
+    return replenishment(
+        prepared,
+        tenant_id=tenant_id,
+        shop=_loop_outcome(bench),
+        expedite={k: v for k, v in expedite.items() if k != "reduction_vs_none"},
+        params=config.params,
+        config=ReplenishmentConfig(
+            service_level=config.service_level,
+            frontier=config.frontier,
+            service_levels=config.service_levels,
+            classical=config.classical,
+        ),
+        progress=progress,
+    )
+
+
 def evaluate(
     path: Path,
     out_dir: Path,
@@ -434,14 +488,8 @@ def evaluate(
     config = config or EvaluationConfig()
     tenant_id = str(uuid.UUID(int=0x5EED))
     progress("simulating the inventory around the real demand")
-    bench = build_benchmark(
-        path,
-        tenant_id=tenant_id,
-        test_from=config.test_from,
-        end=config.end,
-        seed=config.seed,
-        purchase_orders=config.purchase_orders,
-    )
+    prepared = prepare_benchmark(path, test_from=config.test_from, end=config.end, seed=config.seed)
+    bench = run_benchmark(prepared, tenant_id=tenant_id, purchase_orders=config.purchase_orders)
     truth = _truth(bench)
     truth.inbound = _inbound(bench)
     events = bench.result.events
@@ -499,12 +547,9 @@ def evaluate(
         loop: dict[str, Any] = {"none": _loop_outcome(bench)}
         for name in product:
             progress(f"closed loop: {name} expedites at p >= {config.closed_loop_threshold}")
-            run = build_benchmark(
-                path,
+            run = run_benchmark(
+                prepared,
                 tenant_id=tenant_id,
-                test_from=config.test_from,
-                end=config.end,
-                seed=config.seed,
                 on_event=_closed_loop_callback(name, tenant_id, config, model),
                 keep_events=False,
                 purchase_orders=config.purchase_orders,
@@ -516,6 +561,10 @@ def evaluate(
                 1 - outcome["stockout_episodes"] / base if base else float("nan")
             )
         results["closed_loop"] = loop
+    if config.replenishment:
+        results["replenishment"] = _replenishment(
+            prepared, bench, results, config, tenant_id, progress
+        )
     results["equal_precision"] = equal_precision(results)
     results["oracle_ceiling"] = oracle_ceiling(results)
     out_dir.mkdir(parents=True, exist_ok=True)

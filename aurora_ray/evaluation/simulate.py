@@ -69,10 +69,13 @@ __all__ = [
     "OnEvent",
     "Policy",
     "PolicyConfig",
+    "Prepared",
     "SimulationResult",
     "StockoutStats",
     "build_benchmark",
     "episodes_of",
+    "prepare_benchmark",
+    "run_benchmark",
     "simulate",
     "size_policies",
     "stockout_stats",
@@ -881,6 +884,96 @@ class Benchmark:
     test_from: pd.Timestamp
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a simulation of the protocol needs before it runs: the cleaned demand, the
+    split, the scope and the policies, and the simulated period. One of these serves any number
+    of closed-loop runs (a planner under test may read it: the perfect-foresight ceiling reads
+    the future demand)."""
+
+    demand: pd.DataFrame
+    report: CleaningReport
+    train: pd.DataFrame
+    test: pd.DataFrame
+    skus: list[str]
+    policies: dict[str, Policy]
+    test_from: pd.Timestamp
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+def prepare_benchmark(
+    path: Path,
+    *,
+    test_from: datetime = TEST_FROM,
+    warmup: timedelta = DEFAULT_WARMUP,
+    end: datetime | None = None,
+    min_active_days: int = 30,
+    config: PolicyConfig | None = None,
+    seed: int = 0,
+) -> Prepared:
+    """Load, clean (caps fitted before ``test_from``), split, scope and size the policies.
+
+    The simulated period runs from ``test_from - warmup`` to ``end`` (default: midnight after
+    the last order line)."""
+    cut = _utc(test_from)
+    if end is not None and _utc(end) <= cut:
+        raise ValueError(f"end ({end}) must be after test_from ({test_from})")
+    demand, report = clean_demand(load_transactions(path), cap_fit_before=cut.to_pydatetime())
+    train, test = split(demand, cut.to_pydatetime())
+    skus = select_skus(train, min_active_days)
+    policies = size_policies(train, skus, until=cut.to_pydatetime(), config=config, seed=seed)
+    stop = _utc(end) if end is not None else demand["ts"].max().floor("D") + pd.Timedelta(days=1)
+    return Prepared(
+        demand=demand,
+        report=report,
+        train=train,
+        test=test,
+        skus=skus,
+        policies=policies,
+        test_from=cut,
+        start=cut - pd.Timedelta(warmup),
+        end=stop,
+    )
+
+
+def run_benchmark(
+    prepared: Prepared,
+    *,
+    tenant_id: str,
+    on_event: OnEvent | None = None,
+    keep_events: bool = True,
+    purchase_orders: bool = True,
+    own_policy_until: datetime | None = None,
+) -> Benchmark:
+    """Simulate the prepared protocol; ``test_stats`` covers ``[test_from, end)`` only.
+
+    ``own_policy_until`` (e.g. ``test_from``): from then on the shop orders only what
+    ``on_event`` tells it to (see :func:`simulate`)."""
+    result = simulate(
+        prepared.demand,
+        prepared.policies,
+        prepared.start.to_pydatetime(),
+        prepared.end.to_pydatetime(),
+        tenant_id=tenant_id,
+        on_event=on_event,
+        keep_events=keep_events,
+        purchase_orders=purchase_orders,
+        own_policy_until=own_policy_until,
+    )
+    stats = stockout_stats(result, prepared.test_from.to_pydatetime(), prepared.end.to_pydatetime())
+    return Benchmark(
+        report=prepared.report,
+        train=prepared.train,
+        test=prepared.test,
+        skus=prepared.skus,
+        policies=prepared.policies,
+        result=result,
+        test_stats=stats,
+        test_from=prepared.test_from,
+    )
+
+
 def build_benchmark(
     path: Path,
     *,
@@ -894,37 +987,28 @@ def build_benchmark(
     on_event: OnEvent | None = None,
     keep_events: bool = True,
     purchase_orders: bool = True,
+    own_policy_until: datetime | None = None,
 ) -> Benchmark:
     """Load, clean (caps fitted before ``test_from``), split, scope, size and simulate.
 
     The simulation runs from ``test_from - warmup`` (stock starts at S then) to ``end``
     (default: midnight after the last order line), and ``test_stats`` covers ``[test_from,
-    end)`` only.
+    end)`` only. ``own_policy_until``: see :func:`simulate`.
     """
-    cut = _utc(test_from)
-    demand, report = clean_demand(load_transactions(path), cap_fit_before=cut.to_pydatetime())
-    train, test = split(demand, cut.to_pydatetime())
-    skus = select_skus(train, min_active_days)
-    policies = size_policies(train, skus, until=cut.to_pydatetime(), config=config, seed=seed)
-    stop = _utc(end) if end is not None else demand["ts"].max().floor("D") + pd.Timedelta(days=1)
-    result = simulate(
-        demand,
-        policies,
-        (cut - pd.Timedelta(warmup)).to_pydatetime(),
-        stop.to_pydatetime(),
+    prepared = prepare_benchmark(
+        path,
+        test_from=test_from,
+        warmup=warmup,
+        end=end,
+        min_active_days=min_active_days,
+        config=config,
+        seed=seed,
+    )
+    return run_benchmark(
+        prepared,
         tenant_id=tenant_id,
         on_event=on_event,
         keep_events=keep_events,
         purchase_orders=purchase_orders,
-    )
-    stats = stockout_stats(result, cut.to_pydatetime(), stop.to_pydatetime())
-    return Benchmark(
-        report=report,
-        train=train,
-        test=test,
-        skus=skus,
-        policies=policies,
-        result=result,
-        test_stats=stats,
-        test_from=cut,
+        own_policy_until=own_policy_until,
     )

@@ -37,7 +37,10 @@ def test_live_alerts_equal_the_offline_replay(stack, tmp_path: Path) -> None:
     )
     (stack.data_dir / "stack.json").write_text(json.dumps(asdict(info)))
     config = EvaluationConfig(
-        methods=("aurora-analytic",), closed_loop=False, through_pipeline=True
+        methods=("aurora-analytic",),
+        closed_loop=False,
+        through_pipeline=True,
+        replenishment=False,  # the replenishment loops are offline; tests/unit covers them
     )
     results = evaluate(data, tmp_path / "out", config, settings=stack.settings)
     check = results["through_pipeline"]

@@ -27,9 +27,10 @@ def slice_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_evaluate_writes_report_metrics_and_plots(slice_file: Path, tmp_path: Path) -> None:
-    results = evaluate(slice_file, tmp_path, EvaluationConfig())
+    config = EvaluationConfig(service_levels=(0.9,), service_level=0.98)
+    results = evaluate(slice_file, tmp_path, config)
     for name in ("report.md", "metrics.json", "reliability.png", "lead_times.png",
-                 "precision_recall.png", "stockouts.png"):  # fmt: skip
+                 "precision_recall.png", "stockouts.png", "frontier.png"):  # fmt: skip
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert set(saved["methods"]) == {"nightly-batch", "aurora-analytic", "xgboost"}
@@ -52,12 +53,29 @@ def test_evaluate_writes_report_metrics_and_plots(slice_file: Path, tmp_path: Pa
     assert 0 <= oracle["t0.7"]["recall_at_24h"] <= 1 and oracle["calibration"]["samples"] > 0
     assert len(saved["oracle_ceiling"]) == len(saved["equal_precision"]) // 3
     assert "## The measured ceiling: a rate oracle" in report
+    # Replenishment: every method ran the shop from test_from, the frontier swept two levels.
+    rep = saved["replenishment"]
+    assert list(rep["methods"]) == [
+        "shop", "expedite", "classical-nightly", "aurora", "perfect-foresight"
+    ]  # fmt: skip
+    for method, run in (("shop", "none"), ("expedite", "aurora-analytic")):
+        for key in ("stockout_episodes", "mean_on_hand", "orders_placed"):
+            assert rep["methods"][method][key] == loop[run][key]
+    for outcome in rep["methods"].values():
+        assert outcome["mean_on_hand"] > 0 and outcome["units_ordered"] > 0
+    assert [p["service_level"] for p in rep["frontier"]["aurora"]] == [0.9, 0.98]
+    assert isinstance(rep["acceptance"]["target_met"], bool)
+    assert "## Replenishment: the closed loop judges the action" in report
 
 
 def test_the_oracle_alone_is_reported_as_a_reference(slice_file: Path, tmp_path: Path) -> None:
     results = evaluate(
-        slice_file, tmp_path, EvaluationConfig(methods=("rate-oracle",), closed_loop=False)
+        slice_file,
+        tmp_path,
+        EvaluationConfig(methods=("rate-oracle",), closed_loop=False, frontier=False),
     )
     assert results["methods"] == {} and set(results["reference"]) == {"rate-oracle"}
     assert results["oracle_ceiling"] == []  # no batch to compare with
+    # No product method ran the alert loop: the replenishment runs the expedite loop itself.
+    assert results["replenishment"]["methods"]["expedite"]["expedite_orders"] > 0
     assert (tmp_path / "report.md").stat().st_size > 0
