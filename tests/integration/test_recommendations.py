@@ -341,7 +341,7 @@ def test_settings_reach_the_recommendations(api: Api) -> None:
     tid, t0 = shop.tenant.tenant_id, time.time() - 10 * 24 * HOUR
     path = "/v1/settings/replenishment"
     defaults = {
-        "service_level": 0.98,
+        "service_level": 0.992,
         "default_lead_time_hours": 168.0,
         "review_period_hours": 168.0,
         "skus": {},

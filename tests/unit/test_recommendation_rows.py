@@ -110,7 +110,7 @@ def test_the_stored_recommendation_is_the_folds_and_reads_back_named() -> None:
     assert b["recommended_qty"] % 6 == 0 and b["recommended_qty"] >= 10
     assert (a["moq"], a["case_pack"]) == (None, None)
     assert (c["order_by"], c["recommended_qty"], c["predicted_oos_at_p10"]) == (None, 0, None)
-    assert c["service_level"] == 0.98
+    assert c["service_level"] == ScoringParams().service_level
 
     # The due index's scores: every row with a record, inf for nothing to plan.
     scores = dict(
