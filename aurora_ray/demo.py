@@ -34,7 +34,8 @@ _BATCH = 1000
 
 def _alerts_table(alerts: list[dict[str, Any]], shown: int) -> Table:
     table = Table(title=f"newest alerts ({shown} so far)", expand=False)
-    for column in ("sku", "warehouse", "probability", "predicted_oos_at", "as_of"):
+    columns = ("sku", "warehouse", "probability", "predicted_oos_at", "order_by", "qty", "as_of")
+    for column in columns:
         table.add_column(column)
     for alert in alerts:
         table.add_row(
@@ -42,6 +43,8 @@ def _alerts_table(alerts: list[dict[str, Any]], shown: int) -> Table:
             alert["warehouse"],
             f"{alert['probability']:.3f}",
             str(alert["predicted_oos_at"]),
+            str(alert.get("order_by")),  # the order the alert calls for (absent on old alerts)
+            str(alert.get("recommended_qty", "")),
             alert["as_of"],
         )
     return table
@@ -53,6 +56,7 @@ def _curl_lines(api_url: str, client_id: str, secret: str) -> list[str]:
         f"{api_url}/v1/oauth/token | python3 -c "
         "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
         f'curl -s -H "Authorization: Bearer $TOKEN" "{api_url}/v1/stock/alerts?limit=5"',
+        f'curl -s -H "Authorization: Bearer $TOKEN" "{api_url}/v1/stock/recommendations?limit=5"',
     ]
 
 
