@@ -32,8 +32,13 @@ _TICK_S = 0.25
 _BATCH = 1000
 
 
+def _short(stamp: Any) -> str:
+    """``2026-12-05T10:54:12.000Z`` as ``12-05 10:54`` (UTC), to fit a terminal's width."""
+    return stamp[5:16].replace("T", " ") if isinstance(stamp, str) else "–"
+
+
 def _alerts_table(alerts: list[dict[str, Any]], shown: int) -> Table:
-    table = Table(title=f"newest alerts ({shown} so far)", expand=False)
+    table = Table(title=f"newest alerts ({shown} so far; times UTC)", expand=False)
     columns = ("sku", "warehouse", "probability", "predicted_oos_at", "order_by", "qty", "as_of")
     for column in columns:
         table.add_column(column)
@@ -42,10 +47,10 @@ def _alerts_table(alerts: list[dict[str, Any]], shown: int) -> Table:
             alert["sku"],
             alert["warehouse"],
             f"{alert['probability']:.3f}",
-            str(alert["predicted_oos_at"]),
-            str(alert.get("order_by")),  # the order the alert calls for (absent on old alerts)
-            str(alert.get("recommended_qty", "")),
-            alert["as_of"],
+            _short(alert["predicted_oos_at"]),
+            _short(alert.get("order_by")),  # the order the alert calls for (absent on old alerts)
+            str(alert.get("recommended_qty", "–")),
+            _short(alert["as_of"]),
         )
     return table
 
