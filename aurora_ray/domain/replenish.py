@@ -51,6 +51,7 @@ __all__ = [
     "Recommendations",
     "demand_quantile",
     "lead_times",
+    "marginal_stock",
     "recommend",
 ]
 
@@ -154,6 +155,37 @@ def _time_to_reach(stock: F64, rate: F64, second_moment_rate: F64, z: float) -> 
     return out
 
 
+def marginal_stock(mean: F64, var: F64, risk_per_unit: float) -> F64:
+    """The stock at which one more unit lowers P(demand > stock) by ``risk_per_unit``: where the
+    gamma density of the demand (this mean and variance) falls to that value, right of its mode.
+
+    Holding a unit only while it buys at least this much risk is the Lagrangian optimum of
+    "fewest stock-outs for a stock budget" across SKUs (each SKU's cycle counts the same): SKUs
+    sold in small lines get a high service level, SKUs sold in large lines a lower one. Where the
+    density never reaches the value (a wide demand of shape > 1), the mean."""
+    mean = np.asarray(mean, dtype=np.float64)
+    var = np.maximum(np.asarray(var, dtype=np.float64), mean)
+    out = np.zeros_like(mean)
+    active = mean > 0
+    if not active.any():
+        return out
+    m, v = mean[active], var[active]
+    shape, scale = m * m / v, v / m
+    # log density: (k - 1) log x - x / theta - log Gamma(k) - k log theta
+    const = np.log(risk_per_unit) + special.gammaln(shape) + shape * np.log(scale)
+    mode = np.maximum((shape - 1.0) * scale, 0.0)
+    x = mode + 2.0 * scale
+    for _ in range(40):  # Newton on a concave function right of the mode: monotone steps
+        safe = np.maximum(x, 1e-12)
+        g = (shape - 1.0) * np.log(safe) - x / scale - const
+        slope = (shape - 1.0) / safe - 1.0 / scale
+        x = np.maximum(x - g / slope, mode + 1e-9)
+    with np.errstate(divide="ignore"):
+        peak = (shape - 1.0) * np.log(np.maximum(mode, 1e-12)) - mode / scale - const
+    out[active] = np.where((shape > 1.0) & (peak < 0.0), m, x)
+    return out
+
+
 def recommend(
     *,
     as_of_s: F64,
@@ -169,6 +201,8 @@ def recommend(
     review_period_s: float,
     moq: I64,
     case_pack: I64,
+    risk_per_unit: float | None = None,
+    quantile_rule: NDArray[np.bool_] | None = None,
 ) -> Recommendations:
     """Recommendations for SKUs whose stock is known (see the module's docstring).
 
@@ -188,6 +222,13 @@ def recommend(
         demand_quantile(m * cover_s, v * cover_s + m * m * lead_var_s2, service_level),
         reorder_point,
     )
+    if risk_per_unit is not None:
+        # The marginal rule (marginal_stock), except for SKUs the caller keeps on the quantile
+        # rule (a per-SKU service level); an order then covers the review period at the rate.
+        marginal = marginal_stock(lead_mean, lead_var, risk_per_unit)
+        keep = np.zeros(len(m), bool) if quantile_rule is None else quantile_rule
+        reorder_point = np.where(keep, reorder_point, marginal)
+        order_up_to = np.where(keep, order_up_to, marginal + m * review_period_s)
     with np.errstate(divide="ignore", invalid="ignore"):
         wait = np.where(m > 0, np.maximum(position - reorder_point, 0.0) / m, np.nan)
     order_by = as_of_s + wait

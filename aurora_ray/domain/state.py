@@ -91,6 +91,9 @@ class ScoringParams:
     review_period_s: float = 7 * 86400.0
     default_lead_time_s: float = 7 * 86400.0
     replenish_half_life_s: float = 56 * 86400.0
+    # Work in progress (issue 16): None keeps one service level for every SKU; a value switches
+    # the SKUs without their own service level to the marginal rule (replenish.marginal_stock).
+    risk_per_unit: float | None = None
 
     @property
     def tau_s(self) -> float:
@@ -722,6 +725,8 @@ def recommend_at(
         review_period_s=params.review_period_s,
         moq=attrs["moq"][at].astype(np.int64),
         case_pack=attrs["case_pack"][at].astype(np.int64),
+        risk_per_unit=params.risk_per_unit,
+        quantile_rule=~np.isnan(override),
     )
 
 

@@ -222,3 +222,32 @@ def test_a_catalogue_only_upsert_sets_replenishment_data_not_stock() -> None:
     assert state.col("moq")[row] == 50 and state.col("case_pack")[row] == 10
     assert state.col("on_hand")[row] == 100 - 9 * 6  # untouched by the upsert
     assert latest["C@W"]["qty"] == 0 or latest["C@W"]["qty"] >= 50
+
+
+def test_marginal_stock_is_where_one_more_unit_buys_the_given_risk() -> None:
+    from scipy import stats
+
+    from aurora_ray.domain.replenish import marginal_stock
+
+    mean = np.array([20.0, 20.0, 3.0])
+    var = np.array([40.0, 2000.0, 30.0])  # small lines, large lines, a slow lumpy SKU
+    lam = 1e-3
+    x = marginal_stock(mean, var, lam)
+    shape, scale = mean**2 / var, var / mean
+    density = stats.gamma.pdf(x, shape, scale=scale)
+    assert density[0] == pytest.approx(lam, rel=1e-6)
+    assert density[2] == pytest.approx(lam, rel=1e-6)
+    levels = stats.gamma.cdf(x, shape, scale=scale)
+    assert levels[0] > levels[1]  # small lines get the higher service level
+    assert marginal_stock(np.array([0.0]), np.array([0.0]), lam)[0] == 0.0
+
+
+def test_the_marginal_rule_applies_where_no_sku_service_level_is_set() -> None:
+    base = _recommend(on_hand=np.array([20.0]))
+    marginal = _recommend(on_hand=np.array([20.0]), risk_per_unit=1e-4)
+    kept = _recommend(on_hand=np.array([20.0]), risk_per_unit=1e-4, quantile_rule=np.array([True]))
+    assert kept.reorder_point[0] == base.reorder_point[0]
+    assert marginal.reorder_point[0] != base.reorder_point[0]
+    assert marginal.order_up_to[0] == pytest.approx(
+        marginal.reorder_point[0] + 10.0 / DAY * 7 * DAY
+    )
