@@ -59,6 +59,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             # One shard a tenant (the default is 2, ADR-007): the recovery acceptance test kills
             # a tenant's only shard and checks its checkpoint against the tenant's counters.
             shards_per_tenant=1,
+            # A limiter call fails open (no RateLimit headers) past this; a loaded CI machine
+            # once took over the default 100 ms on a first call. The fail-open tests set theirs.
+            rate_limit_timeout_s=2.0,
         )
     )
     dashboard_port = free_port()
